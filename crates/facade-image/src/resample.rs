@@ -1,0 +1,209 @@
+//! Planar float images and the "area" resampling filter.
+//!
+//! The MTCNN weights were trained and published with inputs made by PyTorch's
+//! `interpolate(mode="area")`, which is `adaptive_avg_pool2d`: output pixel `i` of `n` averages
+//! input pixels `floor(i·m/n) .. ceil((i+1)·m/n)`. We reproduce exactly that, because
+//! preprocessing that silently differs from training is the classic way detectors degrade.
+//! The filter is separable (every output pixel averages a rectangle with equal weights), so it
+//! runs as a horizontal then a vertical pass.
+
+use image::RgbImage;
+
+/// A three-channel image stored plane by plane (`[c][y][x]`), as the networks consume it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Planes {
+    pub width: usize,
+    pub height: usize,
+    /// `3 * width * height` values, red plane first.
+    pub data: Vec<f32>,
+}
+
+impl Planes {
+    /// Converts 8-bit RGB to planes with `value = (pixel - 127.5) / 128`, the MTCNN input scale.
+    pub fn from_rgb_normalized(image: &RgbImage) -> Planes {
+        let (width, height) = (image.width() as usize, image.height() as usize);
+        let plane = width * height;
+        let mut data = vec![0.0f32; 3 * plane];
+        for (i, px) in image.as_raw().chunks_exact(3).enumerate() {
+            for c in 0..3 {
+                data[c * plane + i] = (f32::from(px[c]) - 127.5) * 0.0078125;
+            }
+        }
+        Planes {
+            width,
+            height,
+            data,
+        }
+    }
+
+    pub fn filled(width: usize, height: usize, value: f32) -> Planes {
+        Planes {
+            width,
+            height,
+            data: vec![value; 3 * width * height],
+        }
+    }
+
+    pub fn plane(&self, channel: usize) -> &[f32] {
+        let n = self.width * self.height;
+        &self.data[channel * n..(channel + 1) * n]
+    }
+
+    /// A copy with `border` pixels of `fill` added on every side.
+    pub fn padded(&self, border: usize, fill: f32) -> Planes {
+        let mut out = Planes::filled(self.width + 2 * border, self.height + 2 * border, fill);
+        let (src_n, dst_n) = (self.width * self.height, out.width * out.height);
+        for c in 0..3 {
+            for y in 0..self.height {
+                let src = &self.data[c * src_n + y * self.width..][..self.width];
+                let dst_start = c * dst_n + (y + border) * out.width + border;
+                out.data[dst_start..dst_start + self.width].copy_from_slice(src);
+            }
+        }
+        out
+    }
+
+    /// Area-resamples the whole image to `width × height`.
+    pub fn resized(&self, width: usize, height: usize) -> Planes {
+        self.crop_resized(0, 0, self.width, self.height, width, height, 0.0)
+    }
+
+    /// Area-resamples the rectangle with top-left `(x0, y0)` (may be negative) and size
+    /// `crop_w × crop_h` to `width × height`; pixels outside the image read as `fill`.
+    ///
+    /// Filling instead of clamping the crop to the image is what keeps landmarks right on faces
+    /// that run past the frame: the network sees the face where it is, not stretched.
+    #[allow(clippy::too_many_arguments)]
+    pub fn crop_resized(
+        &self,
+        x0: i64,
+        y0: i64,
+        crop_w: usize,
+        crop_h: usize,
+        width: usize,
+        height: usize,
+        fill: f32,
+    ) -> Planes {
+        let mut out = Planes::filled(width, height, fill);
+        if crop_w == 0 || crop_h == 0 || width == 0 || height == 0 {
+            return out;
+        }
+        let x_bins = area_bins(crop_w, width);
+        let y_bins = area_bins(crop_h, height);
+        let mut rows = vec![0.0f32; crop_h * width];
+        let n_in = self.width * self.height;
+        let n_out = width * height;
+        for c in 0..3 {
+            let plane = &self.data[c * n_in..(c + 1) * n_in];
+            // Horizontal pass: each crop row averaged into `width` bins.
+            for cy in 0..crop_h {
+                let sy = y0 + cy as i64;
+                let row = if sy >= 0 && (sy as usize) < self.height {
+                    Some(&plane[sy as usize * self.width..][..self.width])
+                } else {
+                    None
+                };
+                for (ox, &(start, end)) in x_bins.iter().enumerate() {
+                    let mut sum = 0.0f32;
+                    for cx in start..end {
+                        let sx = x0 + cx as i64;
+                        sum += match row {
+                            Some(r) if sx >= 0 && (sx as usize) < self.width => r[sx as usize],
+                            _ => fill,
+                        };
+                    }
+                    rows[cy * width + ox] = sum / (end - start) as f32;
+                }
+            }
+            // Vertical pass over the row averages.
+            let dst = &mut out.data[c * n_out..(c + 1) * n_out];
+            for (oy, &(start, end)) in y_bins.iter().enumerate() {
+                for ox in 0..width {
+                    let mut sum = 0.0f32;
+                    for cy in start..end {
+                        sum += rows[cy * width + ox];
+                    }
+                    dst[oy * width + ox] = sum / (end - start) as f32;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Input index ranges `[start, end)` averaged into each of `n_out` outputs (adaptive pooling).
+fn area_bins(n_in: usize, n_out: usize) -> Vec<(usize, usize)> {
+    (0..n_out)
+        .map(|i| {
+            let start = (i * n_in) / n_out;
+            let end = ((i + 1) * n_in).div_ceil(n_out);
+            (start, end.max(start + 1))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ramp(width: usize, height: usize) -> Planes {
+        let mut p = Planes::filled(width, height, 0.0);
+        for c in 0..3 {
+            for y in 0..height {
+                for x in 0..width {
+                    p.data[c * width * height + y * width + x] = (x + 10 * y + 100 * c) as f32;
+                }
+            }
+        }
+        p
+    }
+
+    #[test]
+    fn area_bins_match_adaptive_pooling() {
+        // PyTorch adaptive_avg_pool1d(5 -> 3) uses bins [0,2) [1,4) [3,5).
+        assert_eq!(area_bins(5, 3), vec![(0, 2), (1, 4), (3, 5)]);
+        // Upsampling 2 -> 4 repeats each input twice.
+        assert_eq!(area_bins(2, 4), vec![(0, 1), (0, 1), (1, 2), (1, 2)]);
+    }
+
+    #[test]
+    fn halving_averages_two_by_two_blocks() {
+        let p = ramp(4, 2);
+        let half = p.resized(2, 1);
+        // Block x∈{0,1}, y∈{0,1}: (0+1+10+11)/4 = 5.5
+        assert_eq!(half.plane(0), &[5.5, 7.5]);
+        assert_eq!(half.plane(2), &[205.5, 207.5]);
+    }
+
+    #[test]
+    fn identity_resize_is_exact() {
+        let p = ramp(7, 5);
+        assert_eq!(p.resized(7, 5), p);
+    }
+
+    #[test]
+    fn crop_outside_reads_fill() {
+        let p = ramp(3, 3);
+        let crop = p.crop_resized(-3, -3, 3, 3, 3, 3, -1.0);
+        assert!(crop.data.iter().all(|&v| v == -1.0));
+        let inside = p.crop_resized(1, 1, 1, 1, 1, 1, -1.0);
+        assert_eq!(inside.plane(0), &[11.0]);
+    }
+
+    #[test]
+    fn padding_places_image_in_the_middle() {
+        let p = ramp(2, 2);
+        let padded = p.padded(1, 9.0);
+        assert_eq!((padded.width, padded.height), (4, 4));
+        assert_eq!(padded.plane(0)[5], 0.0);
+        assert_eq!(padded.plane(0)[10], 11.0);
+        assert_eq!(padded.plane(0)[0], 9.0);
+    }
+
+    #[test]
+    fn normalisation_matches_mtcnn() {
+        let img = RgbImage::from_pixel(1, 1, image::Rgb([0, 255, 128]));
+        let p = Planes::from_rgb_normalized(&img);
+        assert_eq!(p.data, vec![-0.99609375, 0.99609375, 0.00390625]);
+    }
+}
