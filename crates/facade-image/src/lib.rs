@@ -114,11 +114,20 @@ pub enum DecodeError {
     #[error("image has no pixels ({width}x{height})")]
     NoPixels { width: u32, height: u32 },
     #[error("corrupt or truncated {format} data: {detail}")]
-    Corrupt { format: &'static str, detail: String },
+    Corrupt {
+        format: &'static str,
+        detail: String,
+    },
     #[error("unsupported {format} variant: {detail}")]
-    Unsupported { format: &'static str, detail: String },
+    Unsupported {
+        format: &'static str,
+        detail: String,
+    },
     #[error("decoder crashed on this {format} file (caught): {detail}")]
-    DecoderPanic { format: &'static str, detail: String },
+    DecoderPanic {
+        format: &'static str,
+        detail: String,
+    },
 }
 
 /// A decoded, upright RGB image and what it was.

@@ -91,28 +91,28 @@ impl Planes {
         let x_bins = area_bins(crop_w, width);
         let y_bins = area_bins(crop_h, height);
         let mut rows = vec![0.0f32; crop_h * width];
+        let mut line = vec![fill; crop_w];
+        // The part of each crop row that lies inside the image: [inside.0, inside.1).
+        let inside = (
+            (-x0).clamp(0, crop_w as i64) as usize,
+            (self.width as i64 - x0).clamp(0, crop_w as i64) as usize,
+        );
         let n_in = self.width * self.height;
         let n_out = width * height;
         for c in 0..3 {
             let plane = &self.data[c * n_in..(c + 1) * n_in];
-            // Horizontal pass: each crop row averaged into `width` bins.
+            // Horizontal pass: each crop row (outside pixels read as `fill`) into `width` bins.
             for cy in 0..crop_h {
                 let sy = y0 + cy as i64;
-                let row = if sy >= 0 && (sy as usize) < self.height {
-                    Some(&plane[sy as usize * self.width..][..self.width])
-                } else {
-                    None
-                };
-                for (ox, &(start, end)) in x_bins.iter().enumerate() {
-                    let mut sum = 0.0f32;
-                    for cx in start..end {
-                        let sx = x0 + cx as i64;
-                        sum += match row {
-                            Some(r) if sx >= 0 && (sx as usize) < self.width => r[sx as usize],
-                            _ => fill,
-                        };
-                    }
-                    rows[cy * width + ox] = sum / (end - start) as f32;
+                line.fill(fill);
+                if sy >= 0 && (sy as usize) < self.height && inside.0 < inside.1 {
+                    let src_start = (x0 + inside.0 as i64) as usize + sy as usize * self.width;
+                    line[inside.0..inside.1]
+                        .copy_from_slice(&plane[src_start..src_start + (inside.1 - inside.0)]);
+                }
+                let out_row = &mut rows[cy * width..(cy + 1) * width];
+                for (out, &(start, end)) in out_row.iter_mut().zip(&x_bins) {
+                    *out = line[start..end].iter().sum::<f32>() / (end - start) as f32;
                 }
             }
             // Vertical pass over the row averages.

@@ -86,7 +86,10 @@ fn text_is_not_an_image() {
 #[test]
 fn content_decides_format_not_name() {
     // A PNG whatever its name: decoding never looks at the name.
-    let png = encode(&DynamicImage::ImageRgb8(two_colour_rgb(8, 6)), ImageFormat::Png);
+    let png = encode(
+        &DynamicImage::ImageRgb8(two_colour_rgb(8, 6)),
+        ImageFormat::Png,
+    );
     let decoded = decode(&png, &DecodeLimits::default()).unwrap();
     assert_eq!(decoded.format, Format::Png);
     assert_eq!(decoded.image.dimensions(), (8, 6));
@@ -111,14 +114,23 @@ fn truncated_jpeg_is_an_error_not_a_panic() {
 
 #[test]
 fn truncated_png_is_an_error() {
-    let png = encode(&DynamicImage::ImageRgb8(two_colour_rgb(64, 64)), ImageFormat::Png);
+    let png = encode(
+        &DynamicImage::ImageRgb8(two_colour_rgb(64, 64)),
+        ImageFormat::Png,
+    );
     let err = decode(&png[..png.len() / 2], &DecodeLimits::default()).unwrap_err();
-    assert!(matches!(err, DecodeError::Corrupt { format: "png", .. }), "{err}");
+    assert!(
+        matches!(err, DecodeError::Corrupt { format: "png", .. }),
+        "{err}"
+    );
 }
 
 #[test]
 fn corrupt_bytes_after_a_valid_header_are_an_error() {
-    let mut png = encode(&DynamicImage::ImageRgb8(two_colour_rgb(32, 32)), ImageFormat::Png);
+    let mut png = encode(
+        &DynamicImage::ImageRgb8(two_colour_rgb(32, 32)),
+        ImageFormat::Png,
+    );
     let middle = png.len() / 2;
     for b in &mut png[middle..] {
         *b = b.wrapping_mul(31).wrapping_add(7);
@@ -128,7 +140,10 @@ fn corrupt_bytes_after_a_valid_header_are_an_error() {
 
 #[test]
 fn png_bomb_is_rejected_before_allocation() {
-    let mut png = encode(&DynamicImage::ImageRgb8(two_colour_rgb(4, 4)), ImageFormat::Png);
+    let mut png = encode(
+        &DynamicImage::ImageRgb8(two_colour_rgb(4, 4)),
+        ImageFormat::Png,
+    );
     // IHDR starts at byte 8: length(4) "IHDR"(4) width(4) height(4) ... crc after 13 bytes.
     png[16..20].copy_from_slice(&50_000u32.to_be_bytes());
     png[20..24].copy_from_slice(&50_000u32.to_be_bytes());
@@ -159,7 +174,10 @@ fn oversized_file_is_rejected_by_byte_count() {
         max_file_bytes: 10,
         ..DecodeLimits::default()
     };
-    let png = encode(&DynamicImage::ImageRgb8(two_colour_rgb(4, 4)), ImageFormat::Png);
+    let png = encode(
+        &DynamicImage::ImageRgb8(two_colour_rgb(4, 4)),
+        ImageFormat::Png,
+    );
     assert!(matches!(
         decode(&png, &limits).unwrap_err(),
         DecodeError::FileTooLarge { .. }
@@ -210,7 +228,10 @@ fn cmyk_jpeg_decodes_to_rgb() {
     let decoded = decode(&jpeg, &DecodeLimits::default()).unwrap();
     assert_eq!(decoded.image.dimensions(), (16, 8));
     let px = decoded.image.get_pixel(4, 4);
-    assert!(px.0.iter().all(|&v| v > 200), "white paper decoded as {px:?}");
+    assert!(
+        px.0.iter().all(|&v| v > 200),
+        "white paper decoded as {px:?}"
+    );
 }
 
 #[test]
@@ -222,13 +243,22 @@ fn exif_orientation_is_applied() {
     assert_eq!(decoded.image.dimensions(), (20, 40));
     let top = decoded.image.get_pixel(10, 5);
     let bottom = decoded.image.get_pixel(10, 35);
-    assert!(top[0] > 150 && top[2] < 100, "top should be red, got {top:?}");
-    assert!(bottom[2] > 150 && bottom[0] < 100, "bottom should be blue, got {bottom:?}");
+    assert!(
+        top[0] > 150 && top[2] < 100,
+        "top should be red, got {top:?}"
+    );
+    assert!(
+        bottom[2] > 150 && bottom[0] < 100,
+        "bottom should be blue, got {bottom:?}"
+    );
 }
 
 #[test]
 fn webp_decodes() {
-    let webp = encode(&DynamicImage::ImageRgb8(two_colour_rgb(10, 10)), ImageFormat::WebP);
+    let webp = encode(
+        &DynamicImage::ImageRgb8(two_colour_rgb(10, 10)),
+        ImageFormat::WebP,
+    );
     let decoded = decode(&webp, &DecodeLimits::default()).unwrap();
     assert_eq!(decoded.format, Format::WebP);
     assert_eq!(decoded.image.dimensions(), (10, 10));

@@ -1,0 +1,251 @@
+//! Scan records and their three renderings: JSON Lines, CSV and a terminal table.
+
+use std::io::Write;
+
+use facade_face::Face;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    NoFace,
+    Error,
+}
+
+impl Status {
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::NoFace => "no_face",
+            Status::Error => "error",
+        }
+    }
+}
+
+/// A face as written out: coordinates rounded to 1/100 px, confidence to 5 digits.
+#[derive(Debug, Clone, Serialize)]
+pub struct FaceRecord {
+    #[serde(rename = "box")]
+    pub bbox: [f64; 4],
+    pub confidence: f64,
+    pub landmarks: [[f64; 2]; 5],
+}
+
+impl From<&Face> for FaceRecord {
+    fn from(face: &Face) -> Self {
+        let px = |v: f32| (f64::from(v) * 100.0).round() / 100.0;
+        FaceRecord {
+            bbox: face.bbox.map(px),
+            confidence: (f64::from(face.confidence) * 1e5).round() / 1e5,
+            landmarks: face.landmarks.map(|[x, y]| [px(x), px(y)]),
+        }
+    }
+}
+
+/// One line of `facade scan` output: one per input, whatever happened to it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    pub path: String,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    pub faces: Vec<FaceRecord>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Record {
+    pub fn failed(path: String, error: String) -> Record {
+        Record {
+            path,
+            status: Status::Error,
+            width: None,
+            height: None,
+            faces: Vec::new(),
+            error: Some(error),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Jsonl,
+    Csv,
+    Table,
+}
+
+/// Writes records one at a time in the chosen format.
+pub struct RecordWriter<W: Write> {
+    format: Format,
+    out: W,
+    wrote_header: bool,
+}
+
+const CSV_HEADER: &[&str] = &[
+    "path",
+    "status",
+    "width",
+    "height",
+    "faces",
+    "confidence",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+    "left_eye_x",
+    "left_eye_y",
+    "right_eye_x",
+    "right_eye_y",
+    "nose_x",
+    "nose_y",
+    "mouth_left_x",
+    "mouth_left_y",
+    "mouth_right_x",
+    "mouth_right_y",
+    "error",
+];
+
+impl<W: Write> RecordWriter<W> {
+    pub fn new(format: Format, out: W) -> Self {
+        RecordWriter {
+            format,
+            out,
+            wrote_header: false,
+        }
+    }
+
+    pub fn write(&mut self, record: &Record) -> std::io::Result<()> {
+        match self.format {
+            Format::Jsonl => {
+                serde_json::to_writer(&mut self.out, record)?;
+                self.out.write_all(b"\n")
+            }
+            Format::Csv => self.write_csv(record),
+            Format::Table => self.write_table(record),
+        }
+    }
+
+    pub fn finish(mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+
+    /// One row per image, describing its most confident face.
+    fn write_csv(&mut self, record: &Record) -> std::io::Result<()> {
+        let mut row: Vec<String> = vec![
+            record.path.clone(),
+            record.status.as_str().into(),
+            record.width.map(|v| v.to_string()).unwrap_or_default(),
+            record.height.map(|v| v.to_string()).unwrap_or_default(),
+            record.faces.len().to_string(),
+        ];
+        match record.faces.first() {
+            Some(face) => {
+                row.push(face.confidence.to_string());
+                row.extend(face.bbox.iter().map(|v| v.to_string()));
+                row.extend(face.landmarks.iter().flatten().map(|v| v.to_string()));
+            }
+            None => row.extend(std::iter::repeat_n(String::new(), 15)),
+        }
+        row.push(record.error.clone().unwrap_or_default());
+        let mut csv = csv::WriterBuilder::new().from_writer(Vec::new());
+        if !self.wrote_header {
+            csv.write_record(CSV_HEADER)?;
+            self.wrote_header = true;
+        }
+        csv.write_record(&row)?;
+        let bytes = csv.into_inner().map_err(|e| e.into_error())?;
+        self.out.write_all(&bytes)
+    }
+
+    fn write_table(&mut self, record: &Record) -> std::io::Result<()> {
+        if !self.wrote_header {
+            writeln!(
+                self.out,
+                "{:<8} {:>5} {:>7} {:>11}  PATH",
+                "STATUS", "FACES", "CONF", "SIZE"
+            )?;
+            self.wrote_header = true;
+        }
+        let size = match (record.width, record.height) {
+            (Some(w), Some(h)) => format!("{w}x{h}"),
+            _ => "-".into(),
+        };
+        let conf = record
+            .faces
+            .first()
+            .map(|f| format!("{:.3}", f.confidence))
+            .unwrap_or_else(|| "-".into());
+        write!(
+            self.out,
+            "{:<8} {:>5} {:>7} {:>11}  {}",
+            record.status.as_str(),
+            record.faces.len(),
+            conf,
+            size,
+            record.path
+        )?;
+        match &record.error {
+            Some(err) => writeln!(self.out, "  ({err})"),
+            None => writeln!(self.out),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Record {
+        Record {
+            path: "a, b.jpg".into(),
+            status: Status::Ok,
+            width: Some(10),
+            height: Some(20),
+            faces: vec![FaceRecord::from(&Face {
+                bbox: [1.234567, 2.0, 3.0, 4.0],
+                confidence: 0.9999912,
+                landmarks: [[1.0, 1.0]; 5],
+            })],
+            error: None,
+        }
+    }
+
+    #[test]
+    fn jsonl_has_the_documented_fields() {
+        let mut w = RecordWriter::new(Format::Jsonl, Vec::new());
+        w.write(&sample()).unwrap();
+        w.write(&Record::failed("x".into(), "empty file".into()))
+            .unwrap();
+        let text = String::from_utf8(w.out).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines[0]["status"], "ok");
+        assert_eq!(lines[0]["faces"][0]["box"][0], 1.23);
+        assert_eq!(lines[0]["faces"][0]["confidence"], 0.99999);
+        assert_eq!(lines[1]["status"], "error");
+        assert_eq!(lines[1]["error"], "empty file");
+        assert!(lines[1].get("width").is_none());
+    }
+
+    #[test]
+    fn csv_quotes_and_keeps_one_header() {
+        let mut w = RecordWriter::new(Format::Csv, Vec::new());
+        w.write(&sample()).unwrap();
+        w.write(&Record::failed("y".into(), "bad".into())).unwrap();
+        let text = String::from_utf8(w.out).unwrap();
+        let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(text.as_bytes())
+            .records()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(&rows[0][0], "a, b.jpg");
+        assert_eq!(rows[0].len(), CSV_HEADER.len());
+        assert_eq!(&rows[1][1], "error");
+        assert_eq!(&rows[1][20], "bad");
+    }
+}

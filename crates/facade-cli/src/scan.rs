@@ -1,0 +1,239 @@
+//! `facade scan`: a streaming, parallel pass over images.
+//!
+//! One walker thread lists inputs into a bounded queue, one worker per core decodes and detects,
+//! and the main thread writes records in input order. Memory is bounded by the queues (a few
+//! images per worker), not by the number of images.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal, Read, Write};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use crossbeam_channel::{bounded, Receiver, Sender};
+use facade_face::{DetectorConfig, FaceDetector, MinFace};
+use facade_image::{decode, DecodeLimits};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::inputs::{self, Input};
+use crate::output::{FaceRecord, Format, Record, RecordWriter, Status};
+
+#[derive(clap::Args)]
+pub struct ScanArgs {
+    /// Image files, directories (walked recursively), or `-` to read paths from stdin.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<String>,
+    /// Output format [default: jsonl, or table when writing to a terminal].
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Write records to FILE instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Worker threads [default: all cores].
+    #[arg(long, short = 'j')]
+    threads: Option<usize>,
+    /// Smallest face to look for, as a fraction of the image's shorter side (never below 20 px).
+    #[arg(long, default_value_t = 0.15, value_parser = parse_fraction)]
+    min_face: f32,
+    /// Largest accepted image, in megapixels (larger ones are reported, not decoded).
+    #[arg(long, default_value_t = 64.0)]
+    max_megapixels: f64,
+    /// Never show a progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+fn parse_fraction(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
+        _ => Err(format!("expected a fraction in (0, 1], got {s:?}")),
+    }
+}
+
+/// Counts for the closing summary line.
+#[derive(Default)]
+struct Tally {
+    ok: u64,
+    no_face: u64,
+    errors: u64,
+}
+
+pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let config = DetectorConfig {
+        min_face: MinFace::Fraction(args.min_face),
+        ..DetectorConfig::default()
+    };
+    let detector = FaceDetector::new(config).context("loading the face model")?;
+    let limits = DecodeLimits {
+        max_pixels: (args.max_megapixels * 1e6) as u64,
+        ..DecodeLimits::default()
+    };
+    let stdout_is_terminal = args.output.is_none() && std::io::stdout().is_terminal();
+    let format = args.format.unwrap_or(if stdout_is_terminal {
+        Format::Table
+    } else {
+        Format::Jsonl
+    });
+    let sink: Box<dyn Write> = match &args.output {
+        Some(path) => {
+            Box::new(File::create(path).with_context(|| format!("creating {}", path.display()))?)
+        }
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut writer = RecordWriter::new(format, BufWriter::new(sink));
+    let progress = progress_bar(!args.no_progress && std::io::stderr().is_terminal());
+
+    let (input_tx, input_rx) = bounded::<Input>(4 * threads);
+    let (record_tx, record_rx) = bounded::<(u64, Record)>(4 * threads);
+    let (tally, skipped) = std::thread::scope(|scope| -> anyhow::Result<(Tally, u64)> {
+        let paths = &args.paths;
+        let progress_for_walker = progress.clone();
+        let walker = scope.spawn(move || {
+            let skipped = inputs::walk(paths, &input_tx, &|| progress_for_walker.inc_length(1));
+            drop(input_tx);
+            skipped
+        });
+        for _ in 0..threads {
+            let (rx, tx, detector) = (input_rx.clone(), record_tx.clone(), detector.clone());
+            scope.spawn(move || worker(rx, tx, &detector, &limits));
+        }
+        drop((input_rx, record_tx));
+        let tally = write_in_order(record_rx, &mut writer, &progress)?;
+        writer.finish().context("writing output")?;
+        let skipped = walker.join().unwrap_or(0);
+        Ok((tally, skipped))
+    })?;
+    progress.finish_and_clear();
+    print_summary(&tally, skipped, started.elapsed().as_secs_f64());
+    Ok(if tally.errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn progress_bar(visible: bool) -> ProgressBar {
+    if !visible {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} images {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+fn worker(
+    rx: Receiver<Input>,
+    tx: Sender<(u64, Record)>,
+    detector: &FaceDetector,
+    limits: &DecodeLimits,
+) {
+    for input in rx {
+        let index = input.index();
+        let record = match input {
+            Input::Unreadable { path, error, .. } => Record::failed(display(&path), error),
+            Input::File { path, .. } => scan_file(&path, detector, limits),
+        };
+        if tx.send((index, record)).is_err() {
+            return;
+        }
+    }
+}
+
+fn display(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+/// Scans one file; every failure becomes an error record, a panic included.
+fn scan_file(path: &Path, detector: &FaceDetector, limits: &DecodeLimits) -> Record {
+    let name = display(path);
+    let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<Record, String> {
+        let bytes = read_limited(path, limits.max_file_bytes)?;
+        let decoded = decode(&bytes, limits).map_err(|e| e.to_string())?;
+        drop(bytes);
+        let faces = detector.detect(&decoded.image).map_err(|e| e.to_string())?;
+        Ok(Record {
+            path: name.clone(),
+            status: if faces.is_empty() {
+                Status::NoFace
+            } else {
+                Status::Ok
+            },
+            width: Some(decoded.image.width()),
+            height: Some(decoded.image.height()),
+            faces: faces.iter().map(FaceRecord::from).collect(),
+            error: None,
+        })
+    }));
+    match outcome {
+        Ok(Ok(record)) => record,
+        Ok(Err(error)) => Record::failed(name, error),
+        Err(_) => Record::failed(
+            name,
+            "internal error while scanning this file (caught)".into(),
+        ),
+    }
+}
+
+fn read_limited(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
+    let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(max_bytes + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(format!("file too large: more than {max_bytes} bytes"));
+    }
+    Ok(bytes)
+}
+
+/// Writes records in input order, holding back only those that finished early.
+fn write_in_order<W: Write>(
+    rx: Receiver<(u64, Record)>,
+    writer: &mut RecordWriter<W>,
+    progress: &ProgressBar,
+) -> anyhow::Result<Tally> {
+    let mut pending = BTreeMap::new();
+    let mut next = 0u64;
+    let mut tally = Tally::default();
+    for (index, record) in rx {
+        pending.insert(index, record);
+        while let Some(record) = pending.remove(&next) {
+            match record.status {
+                Status::Ok => tally.ok += 1,
+                Status::NoFace => tally.no_face += 1,
+                Status::Error => tally.errors += 1,
+            }
+            writer.write(&record).context("writing output")?;
+            progress.inc(1);
+            next += 1;
+        }
+    }
+    Ok(tally)
+}
+
+fn print_summary(tally: &Tally, skipped: u64, seconds: f64) {
+    let total = tally.ok + tally.no_face + tally.errors;
+    let mut line = format!(
+        "facade: scanned {total} images: {} with faces, {} no face, {} errors",
+        tally.ok, tally.no_face, tally.errors
+    );
+    if skipped > 0 {
+        line.push_str(&format!(" ({skipped} non-image files skipped)"));
+    }
+    line.push_str(&format!(
+        " in {seconds:.2} s ({:.1} images/s)",
+        total as f64 / seconds.max(1e-9)
+    ));
+    eprintln!("{line}");
+}

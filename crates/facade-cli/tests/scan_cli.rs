@@ -1,0 +1,243 @@
+//! End-to-end: the real `facade` binary on real files, its real output read back.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn facade() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_facade"))
+}
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+fn records(output: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect()
+}
+
+fn scan(args: &[&str]) -> Output {
+    facade()
+        .arg("scan")
+        .args(args)
+        .output()
+        .expect("run facade")
+}
+
+fn astronaut_rgb() -> image::RgbImage {
+    image::open(examples().join("astronaut-400.jpg"))
+        .expect("example")
+        .to_rgb8()
+}
+
+/// A JPEG whose stored pixels are rotated 90° counter-clockwise, with EXIF orientation 6
+/// telling viewers to rotate them back: it must scan like the upright image.
+fn exif_rotated_jpeg(upright: &image::RgbImage) -> Vec<u8> {
+    let stored = image::imageops::rotate270(upright);
+    let mut exif = b"Exif\0\0II*\0".to_vec();
+    exif.extend_from_slice(&8u32.to_le_bytes());
+    exif.extend_from_slice(&1u16.to_le_bytes());
+    exif.extend_from_slice(&0x0112u16.to_le_bytes());
+    exif.extend_from_slice(&3u16.to_le_bytes());
+    exif.extend_from_slice(&1u32.to_le_bytes());
+    exif.extend_from_slice(&6u16.to_le_bytes());
+    exif.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let mut out = Vec::new();
+    let mut encoder = jpeg_encoder::Encoder::new(&mut out, 92);
+    encoder.add_app_segment(1, &exif).unwrap();
+    encoder
+        .encode(
+            stored.as_raw(),
+            stored.width() as u16,
+            stored.height() as u16,
+            jpeg_encoder::ColorType::Rgb,
+        )
+        .unwrap();
+    out
+}
+
+fn png_bomb() -> Vec<u8> {
+    let mut png = Vec::new();
+    image::RgbImage::new(2, 2)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    png[16..20].copy_from_slice(&50_000u32.to_be_bytes());
+    png[20..24].copy_from_slice(&50_000u32.to_be_bytes());
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in &png[12..29] {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    png[29..33].copy_from_slice(&(!crc).to_be_bytes());
+    png
+}
+
+fn find<'a>(recs: &'a [Value], suffix: &str) -> &'a Value {
+    let matches: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r["path"].as_str().unwrap().ends_with(suffix))
+        .collect();
+    assert_eq!(matches.len(), 1, "{suffix} reported exactly once");
+    matches[0]
+}
+
+#[test]
+fn scans_the_bundled_examples() {
+    let out = scan(&[examples().to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = records(&out);
+    assert_eq!(recs.len(), 3, "three images; LICENSES.md skipped");
+    let astronaut = find(&recs, "astronaut.png");
+    assert_eq!(astronaut["status"], "ok");
+    assert_eq!(astronaut["width"], 512);
+    assert_eq!(astronaut["height"], 512);
+    let face = &astronaut["faces"][0];
+    assert!(face["confidence"].as_f64().unwrap() > 0.99);
+    let lm = |i: usize, k: usize| face["landmarks"][i][k].as_f64().unwrap();
+    // Eyes level and left of right, nose below the eyes, mouth below the nose.
+    assert!(lm(0, 0) < lm(1, 0) && (lm(0, 1) - lm(1, 1)).abs() < 10.0);
+    assert!(lm(2, 1) > lm(0, 1) && lm(3, 1) > lm(2, 1));
+    assert_eq!(find(&recs, "hubble_deep_field.jpg")["status"], "no_face");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("scanned 3 images: 2 with faces, 1 no face, 0 errors"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1 non-image files skipped"), "{stderr}");
+}
+
+#[test]
+fn every_bad_input_is_reported_once_and_the_batch_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let jpeg = std::fs::read(examples().join("astronaut-400.jpg")).unwrap();
+    let mut corrupt = jpeg.clone();
+    let mid = corrupt.len() / 2;
+    corrupt[mid..].iter_mut().for_each(|b| *b = !*b);
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("a-empty.jpg", Vec::new()),
+        ("b-truncated.jpg", jpeg[..jpeg.len() / 3].to_vec()),
+        ("c-text-named.jpg", b"this is a text file".to_vec()),
+        (
+            "d-png-named.jpg",
+            std::fs::read(examples().join("astronaut.png")).unwrap(),
+        ),
+        ("e-bomb.png", png_bomb()),
+        ("f-rotated.jpg", exif_rotated_jpeg(&astronaut_rgb())),
+        ("g-good.jpg", jpeg.clone()),
+        ("h-corrupt.jpg", corrupt),
+        ("notes.txt", b"skipped, not an image".to_vec()),
+    ];
+    for (name, bytes) in &files {
+        std::fs::write(d.join(name), bytes).unwrap();
+    }
+    let missing = d.join("missing.jpg");
+    let out = scan(&[d.to_str().unwrap(), missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "errors give exit code 1");
+    let recs = records(&out);
+    assert_eq!(
+        recs.len(),
+        9,
+        "8 files in the directory less notes.txt, plus the missing path"
+    );
+    assert_eq!(find(&recs, "a-empty.jpg")["error"], "empty file");
+    let text = find(&recs, "c-text-named.jpg");
+    assert_eq!(text["status"], "error");
+    assert!(text["error"].as_str().unwrap().contains("not an image"));
+    assert_eq!(
+        find(&recs, "d-png-named.jpg")["status"],
+        "ok",
+        "content, not name, decides"
+    );
+    assert!(find(&recs, "e-bomb.png")["error"]
+        .as_str()
+        .unwrap()
+        .contains("too large"));
+    assert_eq!(find(&recs, "missing.jpg")["status"], "error");
+    // Truncated and corrupt JPEGs: an error, or (zune-jpeg fills missing scans with grey) a
+    // decoded image; either way exactly one record and no crash.
+    for name in ["b-truncated.jpg", "h-corrupt.jpg"] {
+        let status = find(&recs, name)["status"].as_str().unwrap().to_string();
+        assert!(["error", "no_face", "ok"].contains(&status.as_str()));
+    }
+    // The EXIF-rotated copy scans like the upright image.
+    let (good, rotated) = (find(&recs, "g-good.jpg"), find(&recs, "f-rotated.jpg"));
+    assert_eq!(rotated["width"], good["width"]);
+    assert_eq!(rotated["status"], "ok");
+    for k in 0..5 {
+        for c in 0..2 {
+            let a = good["faces"][0]["landmarks"][k][c].as_f64().unwrap();
+            let b = rotated["faces"][0]["landmarks"][k][c].as_f64().unwrap();
+            assert!((a - b).abs() < 3.0, "landmark {k}: {a} vs {b}");
+        }
+    }
+    // Records come in input order (sorted directory walk, then the second argument).
+    let paths: Vec<&str> = recs.iter().map(|r| r["path"].as_str().unwrap()).collect();
+    assert!(paths.windows(2).take(7).all(|w| w[0] < w[1]), "{paths:?}");
+    assert!(paths[8].ends_with("missing.jpg"));
+}
+
+#[test]
+fn reads_paths_from_stdin_and_writes_csv_to_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv_path = dir.path().join("out.csv");
+    let mut child = facade()
+        .args(["scan", "--format", "csv", "--output"])
+        .arg(&csv_path)
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let list = format!(
+        "{}\n{}\n",
+        examples().join("astronaut-400.jpg").display(),
+        examples().join("hubble_deep_field.jpg").display()
+    );
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(list.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let mut reader = csv::Reader::from_path(&csv_path).unwrap();
+    assert_eq!(&reader.headers().unwrap()[0], "path");
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(&rows[0][1], "ok");
+    assert_eq!(&rows[1][1], "no_face");
+}
+
+#[test]
+fn table_format_is_readable() {
+    let image = examples().join("astronaut-400.jpg");
+    let out = scan(&["--format", "table", image.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("STATUS"));
+    assert!(text.contains("ok") && text.contains("400x400"));
+}
+
+#[test]
+fn bad_arguments_are_usage_errors() {
+    let out = scan(&["--min-face", "3", "x.jpg"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fraction"));
+}
