@@ -39,14 +39,7 @@ fn astronaut_rgb() -> image::RgbImage {
 /// telling viewers to rotate them back: it must scan like the upright image.
 fn exif_rotated_jpeg(upright: &image::RgbImage) -> Vec<u8> {
     let stored = image::imageops::rotate270(upright);
-    let mut exif = b"Exif\0\0II*\0".to_vec();
-    exif.extend_from_slice(&8u32.to_le_bytes());
-    exif.extend_from_slice(&1u16.to_le_bytes());
-    exif.extend_from_slice(&0x0112u16.to_le_bytes());
-    exif.extend_from_slice(&3u16.to_le_bytes());
-    exif.extend_from_slice(&1u32.to_le_bytes());
-    exif.extend_from_slice(&6u16.to_le_bytes());
-    exif.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let exif = facade_image::fixtures::exif_orientation(6);
     let mut out = Vec::new();
     let mut encoder = jpeg_encoder::Encoder::new(&mut out, 92);
     encoder.add_app_segment(1, &exif).unwrap();
@@ -59,28 +52,6 @@ fn exif_rotated_jpeg(upright: &image::RgbImage) -> Vec<u8> {
         )
         .unwrap();
     out
-}
-
-fn png_bomb() -> Vec<u8> {
-    let mut png = Vec::new();
-    image::RgbImage::new(2, 2)
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .unwrap();
-    png[16..20].copy_from_slice(&50_000u32.to_be_bytes());
-    png[20..24].copy_from_slice(&50_000u32.to_be_bytes());
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in &png[12..29] {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    png[29..33].copy_from_slice(&(!crc).to_be_bytes());
-    png
 }
 
 fn find<'a>(recs: &'a [Value], suffix: &str) -> &'a Value {
@@ -137,7 +108,10 @@ fn every_bad_input_is_reported_once_and_the_batch_goes_on() {
             "d-png-named.jpg",
             std::fs::read(examples().join("astronaut.png")).unwrap(),
         ),
-        ("e-bomb.png", png_bomb()),
+        (
+            "e-bomb.png",
+            facade_image::fixtures::png_claiming(50_000, 50_000),
+        ),
         ("f-rotated.jpg", exif_rotated_jpeg(&astronaut_rgb())),
         ("g-good.jpg", jpeg.clone()),
         ("h-corrupt.jpg", corrupt),

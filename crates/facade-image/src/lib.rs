@@ -28,6 +28,7 @@
 //! assert_eq!((decoded.image.width(), decoded.image.height()), (4, 3));
 //! ```
 
+pub mod fixtures;
 pub mod resample;
 
 use std::io::Cursor;

@@ -39,34 +39,7 @@ fn jpeg_with_app1(pixels: &RgbImage, app1: Option<&[u8]>) -> Vec<u8> {
     out
 }
 
-/// A minimal little-endian EXIF block holding only the Orientation tag.
-fn exif_orientation(value: u16) -> Vec<u8> {
-    let mut exif = b"Exif\0\0II*\0".to_vec();
-    exif.extend_from_slice(&8u32.to_le_bytes()); // IFD0 offset
-    exif.extend_from_slice(&1u16.to_le_bytes()); // one entry
-    exif.extend_from_slice(&0x0112u16.to_le_bytes()); // Orientation
-    exif.extend_from_slice(&3u16.to_le_bytes()); // SHORT
-    exif.extend_from_slice(&1u32.to_le_bytes()); // count
-    exif.extend_from_slice(&value.to_le_bytes());
-    exif.extend_from_slice(&[0, 0]);
-    exif.extend_from_slice(&0u32.to_le_bytes()); // no next IFD
-    exif
-}
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
+use crate::fixtures::{exif_orientation, png_claiming};
 
 #[test]
 fn empty_file_is_rejected() {
@@ -140,15 +113,7 @@ fn corrupt_bytes_after_a_valid_header_are_an_error() {
 
 #[test]
 fn png_bomb_is_rejected_before_allocation() {
-    let mut png = encode(
-        &DynamicImage::ImageRgb8(two_colour_rgb(4, 4)),
-        ImageFormat::Png,
-    );
-    // IHDR starts at byte 8: length(4) "IHDR"(4) width(4) height(4) ... crc after 13 bytes.
-    png[16..20].copy_from_slice(&50_000u32.to_be_bytes());
-    png[20..24].copy_from_slice(&50_000u32.to_be_bytes());
-    let crc = crc32(&png[12..29]);
-    png[29..33].copy_from_slice(&crc.to_be_bytes());
+    let png = png_claiming(50_000, 50_000);
     let err = decode(&png, &DecodeLimits::default()).unwrap_err();
     assert!(matches!(err, DecodeError::TooLarge { .. }), "{err}");
     assert!(err.to_string().contains("too large"));
