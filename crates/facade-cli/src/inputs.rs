@@ -134,20 +134,9 @@ fn looks_like_image(path: &Path) -> bool {
     if by_name {
         return true;
     }
-    let mut head = [0u8; 32];
-    match File::open(path).and_then(|mut f| read_up_to(&mut f, &mut head)) {
-        Ok(n) => facade_image::sniff_format(&head[..n]).is_some(),
+    let mut head = Vec::with_capacity(32);
+    match File::open(path).and_then(|f| f.take(32).read_to_end(&mut head)) {
+        Ok(_) => facade_image::sniff_format(&head).is_some(),
         Err(_) => true,
     }
-}
-
-fn read_up_to(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match f.read(&mut buf[filled..])? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    Ok(filled)
 }

@@ -49,12 +49,6 @@ impl Face {
     pub fn height(&self) -> f32 {
         self.bbox[3] - self.bbox[1]
     }
-
-    /// Distance between the two eye landmarks.
-    pub fn inter_ocular(&self) -> f32 {
-        let [l, r] = [self.landmarks[0], self.landmarks[1]];
-        ((l[0] - r[0]).powi(2) + (l[1] - r[1]).powi(2)).sqrt()
-    }
 }
 
 /// The smallest face to search for.
@@ -156,14 +150,6 @@ impl FaceDetector {
             nets: Mtcnn::embedded()?,
             config,
         })
-    }
-
-    pub fn with_nets(nets: Mtcnn, config: DetectorConfig) -> Self {
-        FaceDetector { nets, config }
-    }
-
-    pub fn config(&self) -> &DetectorConfig {
-        &self.config
     }
 
     /// All faces in `image`, most confident first.

@@ -112,6 +112,9 @@ pub enum DecodeError {
         height: u32,
         limit: String,
     },
+    /// A limit the codec itself hit after the header check passed (e.g. its memory budget).
+    #[error("image too large to decode: {0}")]
+    CodecLimit(String),
     #[error("image has no pixels ({width}x{height})")]
     NoPixels { width: u32, height: u32 },
     #[error("corrupt or truncated {format} data: {detail}")]
@@ -198,9 +201,11 @@ fn decode_as(bytes: &[u8], format: Format, limits: &DecodeLimits) -> Result<Deco
 }
 
 fn codec_limits(limits: &DecodeLimits) -> Limits {
+    // Width and height are left to `check_dimensions`, which reports the real size; the codec
+    // keeps only a memory budget, as a second line of defence.
     let mut codec = Limits::default();
-    codec.max_image_width = Some(limits.max_side);
-    codec.max_image_height = Some(limits.max_side);
+    codec.max_image_width = None;
+    codec.max_image_height = None;
     // Room for the decoded pixels at up to 16 bytes each (RGBA f32) plus codec scratch space.
     codec.max_alloc = Some(limits.max_pixels.saturating_mul(16).max(64 << 20));
     codec
@@ -225,20 +230,9 @@ fn check_dimensions(width: u32, height: u32, limits: &DecodeLimits) -> Result<()
 }
 
 fn classify(format: Format, error: image::ImageError) -> DecodeError {
-    use image::error::{LimitErrorKind, UnsupportedErrorKind};
+    use image::error::UnsupportedErrorKind;
     match error {
-        image::ImageError::Limits(limit) => match limit.kind() {
-            LimitErrorKind::DimensionError => DecodeError::TooLarge {
-                width: 0,
-                height: 0,
-                limit: "dimension limit".into(),
-            },
-            _ => DecodeError::TooLarge {
-                width: 0,
-                height: 0,
-                limit: limit.to_string(),
-            },
-        },
+        image::ImageError::Limits(limit) => DecodeError::CodecLimit(limit.to_string()),
         image::ImageError::Unsupported(unsupported) => match unsupported.kind() {
             UnsupportedErrorKind::Format(_) => DecodeError::NotAnImage,
             _ => DecodeError::Unsupported {
