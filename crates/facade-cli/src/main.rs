@@ -3,6 +3,7 @@
 mod inputs;
 mod output;
 mod scan;
+mod train;
 
 use std::process::ExitCode;
 
@@ -23,18 +24,22 @@ struct Cli {
 enum Command {
     /// Find faces and their landmarks in images (files, directories, or `-` for paths on stdin).
     Scan(scan::ScanArgs),
+    /// Rebuild the AI-face detectors from a labelled manifest (deterministic, CPU).
+    Train(train::TrainArgs),
 }
 
 fn main() -> ExitCode {
-    // facade runs one image per worker thread on every core; candle's matrix products would
+    let cli = Cli::parse();
+    // A scan runs one image per worker thread on every core; candle's matrix products would
     // otherwise also fan out onto rayon's pool and fight the workers (measured: 134 → 185
     // images/s on 2 cores). Set before any thread exists; the user's own setting wins.
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+    // Training is the opposite: one batch at a time, so its matrix products use every core.
+    if matches!(cli.command, Command::Scan(_)) && std::env::var_os("RAYON_NUM_THREADS").is_none() {
         std::env::set_var("RAYON_NUM_THREADS", "1");
     }
-    let cli = Cli::parse();
     let result = match cli.command {
         Command::Scan(args) => scan::run(args),
+        Command::Train(args) => train::run(args),
     };
     match result {
         Ok(code) => code,

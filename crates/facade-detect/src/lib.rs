@@ -1,0 +1,33 @@
+//! # facade-detect: is this face made by a generator?
+//!
+//! This crate owns the step from a face (an image and the five landmarks `facade-face` found)
+//! to a calibrated probability that the face is AI-generated, with the evidence behind it. It
+//! knows nothing about accounts or networks.
+//!
+//! Three detectors, each a module with its own raw value:
+//! - [`geometry`]: the landmarks' positions in the frame against the StyleGAN alignment,
+//!   learned as a Gaussian over all five landmarks (Mahalanobis distance);
+//! - [`embedding`]: how badly a linear embedding learned from synthetic images only
+//!   reconstructs the frame (after Mundra et al. 2023);
+//! - [`classifier`]: a small convolutional network on the landmark-aligned face crop
+//!   ([`align`]), which cannot see image size or framing.
+//!
+//! [`fusion`] combines them by logistic regression fitted on a calibration set none of them
+//! was trained on, and [`model::Detectors`] bundles the trained parts (the committed model is
+//! embedded in the binary). [`training`] rebuilds every learned part from a labelled manifest,
+//! deterministically; [`dataset`] holds the manifest, the content-hash split and the
+//! degradations (resizing, JPEG re-encoding) shared by training and evaluation, and
+//! [`metrics`] the ROC figures.
+
+pub mod align;
+pub mod classifier;
+pub mod dataset;
+pub mod embedding;
+pub mod fusion;
+pub mod geometry;
+pub mod metrics;
+pub mod model;
+pub mod training;
+
+pub use fusion::Contribution;
+pub use model::{Detectors, FaceScore, ModelError};

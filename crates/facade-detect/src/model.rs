@@ -1,0 +1,225 @@
+//! The trained detectors as one bundle: loading, saving, and scoring a face.
+//!
+//! A model directory holds three files, all written by `facade train`:
+//! - `detectors.safetensors`: the classifier's weights and the embedding's mean and components,
+//!   by name;
+//! - `detectors.json`: the geometry Gaussian, the fusion weights, the calibration reals' fused
+//!   scores (from which the operating point for any false-positive rate is read) and a record
+//!   of how the model was trained;
+//! - `training-set.sha256`: the SHA-256 of every image used to fit any part of the model, so
+//!   that `facade eval` can refuse to report on them.
+//!
+//! The model committed in `crates/facade-detect/model/` is embedded in the binary.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use facade_face::Face;
+use facade_image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+use crate::align::{aligned_crop, Jitter};
+use crate::classifier::{crops_to_tensor, FaceClassifier};
+use crate::embedding::{frame_thumbnail, FrameEmbedding, COMPONENTS, FRAME_SIDE};
+use crate::fusion::{threshold_for_fpr, Contribution, Fusion, Raw};
+use crate::geometry::{normalized_landmarks, GeometryModel};
+
+pub const WEIGHTS_FILE: &str = "detectors.safetensors";
+pub const PARAMETERS_FILE: &str = "detectors.json";
+pub const TRAINING_SET_FILE: &str = "training-set.sha256";
+
+const EMBEDDED_WEIGHTS: &[u8] = include_bytes!("../model/detectors.safetensors");
+const EMBEDDED_PARAMETERS: &str = include_str!("../model/detectors.json");
+const EMBEDDED_TRAINING_SET: &str = include_str!("../model/training-set.sha256");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("reading model file {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("model parameters are not valid JSON: {0}")]
+    Parameters(#[from] serde_json::Error),
+    #[error("model weights: {0}")]
+    Weights(#[from] candle_core::Error),
+    #[error("model is inconsistent: {0}")]
+    Inconsistent(String),
+}
+
+/// Everything in `detectors.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Parameters {
+    pub geometry: GeometryModel,
+    pub fusion: Fusion,
+    /// Fused scores of the calibration set's real faces, descending.
+    pub calibration_real_scores: Vec<f64>,
+    /// How the model was made (data, seed, sizes), for the record.
+    pub training: serde_json::Value,
+}
+
+/// The trained detectors.
+#[derive(Debug, Clone)]
+pub struct Detectors {
+    parameters: Parameters,
+    embedding: FrameEmbedding,
+    classifier: FaceClassifier,
+    training_set: Vec<String>,
+}
+
+/// One face's verdict material: the fused score and each detector's evidence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaceScore {
+    pub score: f64,
+    pub evidence: [Contribution; 3],
+}
+
+impl Detectors {
+    /// The model committed with the source, embedded in the binary.
+    pub fn embedded() -> Result<Detectors, ModelError> {
+        Detectors::from_parts(
+            EMBEDDED_WEIGHTS.to_vec(),
+            EMBEDDED_PARAMETERS,
+            EMBEDDED_TRAINING_SET,
+        )
+    }
+
+    /// A model directory written by `facade train`.
+    pub fn load(dir: &Path) -> Result<Detectors, ModelError> {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read(&path).map_err(|source| ModelError::Io {
+                path: path.display().to_string(),
+                source,
+            })
+        };
+        let parameters = String::from_utf8_lossy(&read(PARAMETERS_FILE)?).into_owned();
+        let training_set = String::from_utf8_lossy(&read(TRAINING_SET_FILE)?).into_owned();
+        Detectors::from_parts(read(WEIGHTS_FILE)?, &parameters, &training_set)
+    }
+
+    fn from_parts(weights: Vec<u8>, parameters: &str, training_set: &str) -> Result<Detectors, ModelError> {
+        let parameters: Parameters = serde_json::from_str(parameters)?;
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)?;
+        let classifier = FaceClassifier::new(vb.pp("classifier"))?;
+        let dim = FRAME_SIDE * FRAME_SIDE;
+        let embedding = FrameEmbedding {
+            mean: vb.get(dim, "embedding.mean")?.to_vec1()?,
+            components: vb
+                .get((COMPONENTS, dim), "embedding.components")?
+                .flatten_all()?
+                .to_vec1()?,
+        };
+        if parameters.geometry.mean.len() != 10 || parameters.geometry.precision.len() != 100 {
+            return Err(ModelError::Inconsistent("geometry must have 10 dimensions".into()));
+        }
+        let training_set = training_set
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Ok(Detectors {
+            parameters,
+            embedding,
+            classifier,
+            training_set,
+        })
+    }
+
+    /// Assembles a model from freshly fitted parts (training).
+    pub fn from_fitted(
+        parameters: Parameters,
+        embedding: FrameEmbedding,
+        classifier: FaceClassifier,
+        training_set: Vec<String>,
+    ) -> Detectors {
+        Detectors {
+            parameters,
+            embedding,
+            classifier,
+            training_set,
+        }
+    }
+
+    /// Writes the three model files into `dir` (created if needed).
+    pub fn save(&self, dir: &Path, classifier_weights: &HashMap<String, Tensor>) -> Result<(), ModelError> {
+        let io = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| ModelError::Io { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        // Names as the training VarMap has them: `classifier.conv0.weight`, ...
+        let mut tensors: HashMap<String, Tensor> = classifier_weights.clone();
+        let dim = FRAME_SIDE * FRAME_SIDE;
+        tensors.insert(
+            "embedding.mean".into(),
+            Tensor::from_vec(self.embedding.mean.clone(), dim, &Device::Cpu)?,
+        );
+        tensors.insert(
+            "embedding.components".into(),
+            Tensor::from_vec(self.embedding.components.clone(), (COMPONENTS, dim), &Device::Cpu)?,
+        );
+        candle_core::safetensors::save(&tensors, dir.join(WEIGHTS_FILE))?;
+        let json = serde_json::to_string_pretty(&self.parameters)?;
+        let path = dir.join(PARAMETERS_FILE);
+        std::fs::write(&path, json + "\n").map_err(io(&path))?;
+        let path = dir.join(TRAINING_SET_FILE);
+        let mut hashes = self.training_set.clone();
+        hashes.sort();
+        std::fs::write(&path, hashes.join("\n") + "\n").map_err(io(&path))?;
+        Ok(())
+    }
+
+    /// SHA-256 (hex) of every image used to fit this model.
+    pub fn training_set(&self) -> &[String] {
+        &self.training_set
+    }
+
+    pub fn parameters(&self) -> &Parameters {
+        &self.parameters
+    }
+
+    /// The fused-score threshold at which a fraction `fpr` of the calibration reals is flagged.
+    pub fn threshold(&self, fpr: f64) -> f64 {
+        threshold_for_fpr(&self.parameters.calibration_real_scores, fpr)
+    }
+
+    /// Every detector's raw output for one face of an image.
+    pub fn raw(&self, image: &RgbImage, face: &Face) -> Result<Raw, ModelError> {
+        let geometry = self.parameters.geometry.distance(&normalized_landmarks(
+            &face.landmarks,
+            image.width(),
+            image.height(),
+        ));
+        let embedding = self.embedding.reconstruction_error(&frame_thumbnail(image));
+        let crop = aligned_crop(image, &face.landmarks, Jitter::default());
+        let logits = self.classifier_logits(&[&crop.pixels])?;
+        Ok(Raw {
+            geometry,
+            embedding,
+            classifier: logits.first().copied().unwrap_or(0.0),
+        })
+    }
+
+    /// The classifier's logits for a batch of aligned crops.
+    pub fn classifier_logits(&self, crops: &[&[u8]]) -> Result<Vec<f32>, ModelError> {
+        let x = crops_to_tensor(crops, &[], &Device::Cpu)?;
+        Ok(self.classifier.forward(&x)?.to_vec1()?)
+    }
+
+    /// The fused score and evidence for one face.
+    pub fn score(&self, image: &RgbImage, face: &Face) -> Result<FaceScore, ModelError> {
+        let raw = self.raw(image, face)?;
+        Ok(self.fuse(&raw))
+    }
+
+    pub fn fuse(&self, raw: &Raw) -> FaceScore {
+        FaceScore {
+            score: self.parameters.fusion.probability(raw),
+            evidence: self.parameters.fusion.contributions(raw),
+        }
+    }
+}
