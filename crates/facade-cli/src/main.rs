@@ -1,6 +1,8 @@
 //! The `facade` command: argument parsing and wiring of the library crates, nothing else.
 
+mod eval;
 mod inputs;
+mod model_args;
 mod output;
 mod scan;
 mod train;
@@ -26,6 +28,8 @@ enum Command {
     Scan(scan::ScanArgs),
     /// Rebuild the AI-face detectors from a labelled manifest (deterministic, CPU).
     Train(train::TrainArgs),
+    /// Measure the detectors on a labelled manifest (held-out images only), per source.
+    Eval(eval::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +44,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Scan(args) => scan::run(args),
         Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::run(args),
     };
     match result {
         Ok(code) => code,

@@ -2,6 +2,9 @@
 
 use std::io::Write;
 
+use std::collections::BTreeMap;
+
+use facade_detect::FaceScore;
 use facade_face::Face;
 use serde::Serialize;
 
@@ -30,15 +33,72 @@ pub struct FaceRecord {
     pub bbox: [f64; 4],
     pub confidence: f64,
     pub landmarks: [[f64; 2]; 5],
+    /// Fused probability that the face is generated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    /// Each detector's raw value and its contribution to the log-odds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<BTreeMap<&'static str, Evidence>>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Evidence {
+    pub value: f64,
+    pub contribution: f64,
+}
+
+fn round(v: f64, digits: i32) -> f64 {
+    let k = 10f64.powi(digits);
+    (v * k).round() / k
 }
 
 impl From<&Face> for FaceRecord {
     fn from(face: &Face) -> Self {
-        let px = |v: f32| (f64::from(v) * 100.0).round() / 100.0;
+        let px = |v: f32| round(f64::from(v), 2);
         FaceRecord {
             bbox: face.bbox.map(px),
-            confidence: (f64::from(face.confidence) * 1e5).round() / 1e5,
+            confidence: round(f64::from(face.confidence), 5),
             landmarks: face.landmarks.map(|[x, y]| [px(x), px(y)]),
+            score: None,
+            evidence: None,
+        }
+    }
+}
+
+impl FaceRecord {
+    pub fn scored(face: &Face, score: &FaceScore) -> Self {
+        let evidence = score
+            .evidence
+            .iter()
+            .map(|c| {
+                let e = Evidence {
+                    value: round(f64::from(c.value), 5),
+                    contribution: round(c.log_odds, 4),
+                };
+                (c.detector, e)
+            })
+            .collect();
+        FaceRecord {
+            score: Some(round(score.score, 5)),
+            evidence: Some(evidence),
+            ..FaceRecord::from(face)
+        }
+    }
+}
+
+/// The decision at the operating point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Ai,
+    Real,
+}
+
+impl Verdict {
+    fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Ai => "ai",
+            Verdict::Real => "real",
         }
     }
 }
@@ -52,6 +112,11 @@ pub struct Record {
     pub width: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub height: Option<u32>,
+    /// The most suspicious face's score; absent when there is no face.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
     pub faces: Vec<FaceRecord>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -64,6 +129,8 @@ impl Record {
             status: Status::Error,
             width: None,
             height: None,
+            score: None,
+            verdict: None,
             faces: Vec::new(),
             error: Some(error),
         }
@@ -106,6 +173,11 @@ const CSV_HEADER: &[&str] = &[
     "mouth_right_x",
     "mouth_right_y",
     "error",
+    "score",
+    "verdict",
+    "geometry",
+    "embedding",
+    "classifier",
 ];
 
 impl<W: Write> RecordWriter<W> {
@@ -150,6 +222,26 @@ impl<W: Write> RecordWriter<W> {
             None => row.extend(std::iter::repeat_n(String::new(), 15)),
         }
         row.push(record.error.clone().unwrap_or_default());
+        row.push(record.score.map(|v| v.to_string()).unwrap_or_default());
+        row.push(
+            record
+                .verdict
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default(),
+        );
+        // The detectors' raw values for the most suspicious face.
+        let suspect = record
+            .faces
+            .iter()
+            .filter(|f| f.score.is_some())
+            .max_by(|a, b| a.score.unwrap_or(0.0).total_cmp(&b.score.unwrap_or(0.0)));
+        for detector in ["geometry", "embedding", "classifier"] {
+            let value = suspect
+                .and_then(|f| f.evidence.as_ref())
+                .and_then(|e| e.get(detector))
+                .map(|e| e.value.to_string());
+            row.push(value.unwrap_or_default());
+        }
         let mut csv = csv::WriterBuilder::new().from_writer(Vec::new());
         if !self.wrote_header {
             csv.write_record(CSV_HEADER)?;
@@ -164,8 +256,8 @@ impl<W: Write> RecordWriter<W> {
         if !self.wrote_header {
             writeln!(
                 self.out,
-                "{:<8} {:>5} {:>7} {:>11}  PATH",
-                "STATUS", "FACES", "CONF", "SIZE"
+                "{:<8} {:>5} {:>7} {:>11} {:>7} {:<7}  PATH",
+                "STATUS", "FACES", "CONF", "SIZE", "SCORE", "VERDICT"
             )?;
             self.wrote_header = true;
         }
@@ -178,13 +270,20 @@ impl<W: Write> RecordWriter<W> {
             .first()
             .map(|f| format!("{:.3}", f.confidence))
             .unwrap_or_else(|| "-".into());
+        let score = record
+            .score
+            .map(|s| format!("{s:.3}"))
+            .unwrap_or_else(|| "-".into());
+        let verdict = record.verdict.map_or("-", Verdict::as_str);
         write!(
             self.out,
-            "{:<8} {:>5} {:>7} {:>11}  {}",
+            "{:<8} {:>5} {:>7} {:>11} {:>7} {:<7}  {}",
             record.status.as_str(),
             record.faces.len(),
             conf,
             size,
+            score,
+            verdict,
             record.path
         )?;
         match &record.error {
@@ -209,6 +308,8 @@ mod tests {
                 confidence: 0.9999912,
                 landmarks: [[1.0, 1.0]; 5],
             })],
+            score: None,
+            verdict: None,
             error: None,
         }
     }

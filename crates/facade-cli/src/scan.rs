@@ -14,12 +14,14 @@ use std::time::Instant;
 
 use anyhow::Context;
 use crossbeam_channel::{bounded, Receiver, Sender};
+use facade_detect::Detectors;
 use facade_face::{DetectorConfig, FaceDetector, MinFace};
 use facade_image::{decode, DecodeLimits};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::inputs::{self, Input};
-use crate::output::{FaceRecord, Format, Record, RecordWriter, Status};
+use crate::model_args::ModelArgs;
+use crate::output::{FaceRecord, Format, Record, RecordWriter, Status, Verdict};
 
 #[derive(clap::Args)]
 pub struct ScanArgs {
@@ -44,6 +46,18 @@ pub struct ScanArgs {
     /// Never show a progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Only find faces and landmarks: skip the AI-face detectors (no score, no verdict).
+    #[arg(long)]
+    faces_only: bool,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+/// The face stage, the detectors, and the operating point: everything a worker needs.
+struct Judge {
+    faces: FaceDetector,
+    /// The detectors and the score threshold of the operating point (none with --faces-only).
+    scoring: Option<(Detectors, f64)>,
 }
 
 fn parse_fraction(s: &str) -> Result<f32, String> {
@@ -71,7 +85,17 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         min_face: MinFace::Fraction(args.min_face),
         ..DetectorConfig::default()
     };
-    let detector = FaceDetector::new(config).context("loading the face model")?;
+    let scoring = if args.faces_only {
+        None
+    } else {
+        let detectors = args.model.load()?;
+        let threshold = detectors.threshold(args.model.fpr);
+        Some((detectors, threshold))
+    };
+    let judge = Judge {
+        faces: FaceDetector::new(config).context("loading the face model")?,
+        scoring,
+    };
     let limits = DecodeLimits {
         max_pixels: (args.max_megapixels * 1e6) as u64,
         ..DecodeLimits::default()
@@ -102,8 +126,8 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
             skipped
         });
         for _ in 0..threads {
-            let (rx, tx, detector) = (input_rx.clone(), record_tx.clone(), detector.clone());
-            scope.spawn(move || worker(rx, tx, &detector, &limits));
+            let (rx, tx, judge) = (input_rx.clone(), record_tx.clone(), &judge);
+            scope.spawn(move || worker(rx, tx, judge, &limits));
         }
         drop((input_rx, record_tx));
         let tally = write_in_order(record_rx, &mut writer, &progress)?;
@@ -132,17 +156,12 @@ fn progress_bar(visible: bool) -> ProgressBar {
     bar
 }
 
-fn worker(
-    rx: Receiver<Input>,
-    tx: Sender<(u64, Record)>,
-    detector: &FaceDetector,
-    limits: &DecodeLimits,
-) {
+fn worker(rx: Receiver<Input>, tx: Sender<(u64, Record)>, judge: &Judge, limits: &DecodeLimits) {
     for input in rx {
         let index = input.index();
         let record = match input {
             Input::Unreadable { path, error, .. } => Record::failed(display(&path), error),
-            Input::File { path, .. } => scan_file(&path, detector, limits),
+            Input::File { path, .. } => scan_file(&path, judge, limits),
         };
         if tx.send((index, record)).is_err() {
             return;
@@ -155,13 +174,40 @@ fn display(path: &Path) -> String {
 }
 
 /// Scans one file; every failure becomes an error record, a panic included.
-fn scan_file(path: &Path, detector: &FaceDetector, limits: &DecodeLimits) -> Record {
+fn scan_file(path: &Path, judge: &Judge, limits: &DecodeLimits) -> Record {
     let name = display(path);
     let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<Record, String> {
         let bytes = read_limited(path, limits.max_file_bytes)?;
         let decoded = decode(&bytes, limits).map_err(|e| e.to_string())?;
         drop(bytes);
-        let faces = detector.detect(&decoded.image).map_err(|e| e.to_string())?;
+        let image = decoded.image;
+        let faces = judge.faces.detect(&image).map_err(|e| e.to_string())?;
+        let faces = faces
+            .iter()
+            .map(|face| match &judge.scoring {
+                Some((detectors, _)) => detectors
+                    .score(&image, face)
+                    .map(|score| FaceRecord::scored(face, &score))
+                    .map_err(|e| e.to_string()),
+                None => Ok(FaceRecord::from(face)),
+            })
+            .collect::<Result<Vec<FaceRecord>, String>>()?;
+        // The image is as suspicious as its most suspicious face.
+        let score = faces
+            .iter()
+            .filter_map(|f| f.score)
+            .fold(None, |best: Option<f64>, s| {
+                Some(best.map_or(s, |b| b.max(s)))
+            });
+        let verdict = score
+            .zip(judge.scoring.as_ref())
+            .map(|(s, (_, threshold))| {
+                if s > *threshold {
+                    Verdict::Ai
+                } else {
+                    Verdict::Real
+                }
+            });
         Ok(Record {
             path: name.clone(),
             status: if faces.is_empty() {
@@ -169,9 +215,11 @@ fn scan_file(path: &Path, detector: &FaceDetector, limits: &DecodeLimits) -> Rec
             } else {
                 Status::Ok
             },
-            width: Some(decoded.image.width()),
-            height: Some(decoded.image.height()),
-            faces: faces.iter().map(FaceRecord::from).collect(),
+            width: Some(image.width()),
+            height: Some(image.height()),
+            score,
+            verdict,
+            faces,
             error: None,
         })
     }));

@@ -83,7 +83,17 @@ fn scans_the_bundled_examples() {
     // Eyes level and left of right, nose below the eyes, mouth below the nose.
     assert!(lm(0, 0) < lm(1, 0) && (lm(0, 1) - lm(1, 1)).abs() < 10.0);
     assert!(lm(2, 1) > lm(0, 1) && lm(3, 1) > lm(2, 1));
-    assert_eq!(find(&recs, "hubble_deep_field.jpg")["status"], "no_face");
+    // The NASA portrait is a photograph: scored, judged real, with every detector's evidence.
+    assert_eq!(astronaut["verdict"], "real");
+    let score = astronaut["score"].as_f64().unwrap();
+    assert!((0.0..0.5).contains(&score), "{score}");
+    assert_eq!(face["score"], astronaut["score"]);
+    for detector in ["geometry", "embedding", "classifier"] {
+        assert!(face["evidence"][detector]["contribution"].is_number());
+    }
+    let hubble = find(&recs, "hubble_deep_field.jpg");
+    assert_eq!(hubble["status"], "no_face");
+    assert!(hubble.get("score").is_none() && hubble.get("verdict").is_none());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("scanned 3 images: 2 with faces, 1 no face, 0 errors"),

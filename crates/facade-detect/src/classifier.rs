@@ -32,7 +32,15 @@ impl FaceClassifier {
             ..Default::default()
         };
         let convs = (0..4)
-            .map(|i| conv2d(CHANNELS[i], CHANNELS[i + 1], 3, config, vb.pp(format!("conv{i}"))))
+            .map(|i| {
+                conv2d(
+                    CHANNELS[i],
+                    CHANNELS[i + 1],
+                    3,
+                    config,
+                    vb.pp(format!("conv{i}")),
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
         let head = linear(CHANNELS[4], 1, vb.pp("head"))?;
         Ok(FaceClassifier { convs, head })
@@ -90,8 +98,15 @@ mod tests {
         let x = crops_to_tensor(&[&crop, &crop], &[false, true], &Device::Cpu).expect("batch");
         let logits = net.forward(&x).expect("forward");
         assert_eq!(logits.dims(), &[2]);
-        let names: Vec<String> = map.data().lock().map(|d| d.keys().cloned().collect()).unwrap_or_default();
-        assert!(names.iter().any(|n| n == "classifier.conv3.weight"), "{names:?}");
+        let names: Vec<String> = map
+            .data()
+            .lock()
+            .map(|d| d.keys().cloned().collect())
+            .unwrap_or_default();
+        assert!(
+            names.iter().any(|n| n == "classifier.conv3.weight"),
+            "{names:?}"
+        );
     }
 
     #[test]

@@ -74,7 +74,11 @@ pub fn read_manifest(path: &Path) -> Result<Vec<Entry>, DatasetError> {
         let fake = match field(c_label).as_str() {
             "fake" => true,
             "real" => false,
-            other => return Err(row_error(format!("label must be fake or real, not {other:?}"))),
+            other => {
+                return Err(row_error(format!(
+                    "label must be fake or real, not {other:?}"
+                )))
+            }
         };
         entries.push(Entry {
             path: base.join(&name),
@@ -185,11 +189,19 @@ mod tests {
 
     #[test]
     fn small_jpeg_condition_caps_the_size() {
-        let img = RgbImage::from_fn(640, 480, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 9]));
+        let img = RgbImage::from_fn(640, 480, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 9])
+        });
         let out = Degradation::SMALL_JPEG.apply(&img).expect("degrade");
         assert_eq!(out.dimensions(), (200, 150));
         let small = RgbImage::new(120, 90);
-        assert_eq!(Degradation::SMALL_JPEG.apply(&small).expect("degrade").dimensions(), (120, 90));
+        assert_eq!(
+            Degradation::SMALL_JPEG
+                .apply(&small)
+                .expect("degrade")
+                .dimensions(),
+            (120, 90)
+        );
     }
 
     #[test]

@@ -62,18 +62,19 @@ impl FrameEmbedding {
                 *m += f64::from(v) / n as f64;
             }
         }
-        let centred = nalgebra::DMatrix::<f64>::from_fn(n, DIM, |i, j| {
-            f64::from(thumbnails[i][j]) - mean[j]
-        });
+        let centred =
+            nalgebra::DMatrix::<f64>::from_fn(n, DIM, |i, j| f64::from(thumbnails[i][j]) - mean[j]);
         let gram = &centred * centred.transpose();
         let eigen = gram.symmetric_eigen();
         let mut order: Vec<usize> = (0..n).collect();
         order.sort_by(|&a, &b| eigen.eigenvalues[b].total_cmp(&eigen.eigenvalues[a]));
         let mut components = Vec::with_capacity(COMPONENTS * DIM);
         for &k in order.iter().take(COMPONENTS) {
-            let lambda = eigen.eigenvalues[k];
-            if lambda <= 1e-12 {
-                return None;
+            // Data of lower rank than COMPONENTS leaves null directions: they stay zero and
+            // reconstruct nothing.
+            if eigen.eigenvalues[k] <= 1e-12 {
+                components.extend(std::iter::repeat_n(0.0f32, DIM));
+                continue;
             }
             let direction = centred.transpose() * eigen.eigenvectors.column(k);
             let norm = direction.norm();
@@ -88,7 +89,11 @@ impl FrameEmbedding {
     /// Fraction of the thumbnail's variation (about the learned mean) that the embedding
     /// cannot reconstruct, in `[0, 1]`.
     pub fn reconstruction_error(&self, thumbnail: &[f32]) -> f32 {
-        let residual: Vec<f32> = thumbnail.iter().zip(&self.mean).map(|(x, m)| x - m).collect();
+        let residual: Vec<f32> = thumbnail
+            .iter()
+            .zip(&self.mean)
+            .map(|(x, m)| x - m)
+            .collect();
         let energy: f32 = residual.iter().map(|v| v * v).sum();
         if energy <= 1e-12 {
             return 0.0;
@@ -134,7 +139,9 @@ mod tests {
 
     #[test]
     fn thumbnail_ignores_brightness_and_size() {
-        let img = RgbImage::from_fn(64, 64, |x, y| image::Rgb([(x * 3) as u8, (y * 2) as u8, 50]));
+        let img = RgbImage::from_fn(64, 64, |x, y| {
+            image::Rgb([(x * 3) as u8, (y * 2) as u8, 50])
+        });
         let brighter = RgbImage::from_fn(64, 64, |x, y| {
             image::Rgb([(x * 3 + 20) as u8, (y * 2 + 20) as u8, 70])
         });

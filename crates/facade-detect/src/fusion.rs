@@ -60,9 +60,9 @@ pub struct Contribution {
 }
 
 impl Fusion {
-    /// Fits the regression (Newton's method with a small ridge penalty) with each class
-    /// weighted to half the total.
-    pub fn fit(samples: &[(Raw, bool)]) -> Fusion {
+    /// Fits the regression (Newton's method with a small ridge penalty); `weights` says how
+    /// much each sample counts (training gives each class half the total).
+    pub fn fit(samples: &[(Raw, bool)], weights: &[f64]) -> Fusion {
         let features: Vec<[f64; 3]> = samples.iter().map(|(r, _)| r.features()).collect();
         let (mean, scale) = standardization(&features);
         let x: Vec<[f64; 4]> = features
@@ -72,18 +72,14 @@ impl Fusion {
                 [z(0), z(1), z(2), 1.0]
             })
             .collect();
-        let n_fake = samples.iter().filter(|(_, fake)| *fake).count().max(1) as f64;
-        let n_real = samples.iter().filter(|(_, fake)| !*fake).count().max(1) as f64;
-        let weight = |fake: bool| if fake { 0.5 / n_fake } else { 0.5 / n_real };
         let mut beta = nalgebra::Vector4::<f64>::zeros();
         const RIDGE: f64 = 1e-3;
         for _ in 0..50 {
             let mut grad = nalgebra::Vector4::<f64>::zeros();
             let mut hess = nalgebra::Matrix4::<f64>::zeros();
-            for (xi, (_, fake)) in x.iter().zip(samples) {
+            for ((xi, (_, fake)), &w) in x.iter().zip(samples).zip(weights) {
                 let v = nalgebra::Vector4::from_row_slice(xi);
                 let p = sigmoid(beta.dot(&v));
-                let w = weight(*fake);
                 grad += v * (w * (p - if *fake { 1.0 } else { 0.0 }));
                 hess += v * v.transpose() * (w * p * (1.0 - p));
             }
@@ -120,7 +116,12 @@ impl Fusion {
 
     /// The fused probability that the face is generated.
     pub fn probability(&self, raw: &Raw) -> f64 {
-        let log_odds: f64 = self.bias + self.contributions(raw).iter().map(|c| c.log_odds).sum::<f64>();
+        let log_odds: f64 = self.bias
+            + self
+                .contributions(raw)
+                .iter()
+                .map(|c| c.log_odds)
+                .sum::<f64>();
         sigmoid(log_odds)
     }
 }
@@ -131,7 +132,11 @@ fn standardization(features: &[[f64; 3]]) -> ([f64; 3], [f64; 3]) {
     let mut scale = [1.0; 3];
     for i in 0..3 {
         mean[i] = features.iter().map(|f| f[i]).sum::<f64>() / n;
-        let var = features.iter().map(|f| (f[i] - mean[i]).powi(2)).sum::<f64>() / n;
+        let var = features
+            .iter()
+            .map(|f| (f[i] - mean[i]).powi(2))
+            .sum::<f64>()
+            / n;
         scale[i] = var.sqrt().max(1e-9);
     }
     (mean, scale)
@@ -174,7 +179,8 @@ mod tests {
             samples.push((raw(2.0 + noise), true));
             samples.push((raw(-2.0 + noise), false));
         }
-        let fusion = Fusion::fit(&samples);
+        let weights = vec![1.0 / samples.len() as f64; samples.len()];
+        let fusion = Fusion::fit(&samples, &weights);
         assert!(fusion.probability(&raw(3.0)) > 0.99);
         assert!(fusion.probability(&raw(-3.0)) < 0.01);
         let c = fusion.contributions(&raw(3.0));

@@ -33,7 +33,9 @@ pub fn normalized_landmarks(landmarks: &[[f32; 2]; 5], width: u32, height: u32) 
 pub fn gan_eye_distance(landmarks: &[[f32; 2]; 5], width: u32, height: u32) -> f32 {
     let n = normalized_landmarks(landmarks, width, height);
     let sq: f32 = (0..2)
-        .map(|e| (n[2 * e] - STYLEGAN_EYES[e][0]).powi(2) + (n[2 * e + 1] - STYLEGAN_EYES[e][1]).powi(2))
+        .map(|e| {
+            (n[2 * e] - STYLEGAN_EYES[e][0]).powi(2) + (n[2 * e + 1] - STYLEGAN_EYES[e][1]).powi(2)
+        })
         .sum();
     (sq / 4.0).sqrt()
 }
@@ -134,13 +136,21 @@ mod tests {
 
     #[test]
     fn rescaling_the_image_keeps_the_features() {
-        let lm = [[100.0, 120.0], [160.0, 121.0], [130.0, 150.0], [108.0, 180.0], [152.0, 181.0]];
+        let lm = [
+            [100.0, 120.0],
+            [160.0, 121.0],
+            [130.0, 150.0],
+            [108.0, 180.0],
+            [152.0, 181.0],
+        ];
         let twice = lm.map(|[x, y]| [2.0 * x, 2.0 * y]);
         let a = normalized_landmarks(&lm, 256, 256);
         let b = normalized_landmarks(&twice, 512, 512);
         for i in 0..10 {
             assert!((a[i] - b[i]).abs() < 1e-6);
         }
-        assert!((gan_eye_distance(&lm, 256, 256) - gan_eye_distance(&twice, 512, 512)).abs() < 1e-6);
+        assert!(
+            (gan_eye_distance(&lm, 256, 256) - gan_eye_distance(&twice, 512, 512)).abs() < 1e-6
+        );
     }
 }

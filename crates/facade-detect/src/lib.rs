@@ -23,6 +23,7 @@ pub mod align;
 pub mod classifier;
 pub mod dataset;
 pub mod embedding;
+pub mod evaluation;
 pub mod fusion;
 pub mod geometry;
 pub mod metrics;

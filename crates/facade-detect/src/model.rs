@@ -100,7 +100,11 @@ impl Detectors {
         Detectors::from_parts(read(WEIGHTS_FILE)?, &parameters, &training_set)
     }
 
-    fn from_parts(weights: Vec<u8>, parameters: &str, training_set: &str) -> Result<Detectors, ModelError> {
+    fn from_parts(
+        weights: Vec<u8>,
+        parameters: &str,
+        training_set: &str,
+    ) -> Result<Detectors, ModelError> {
         let parameters: Parameters = serde_json::from_str(parameters)?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)?;
         let classifier = FaceClassifier::new(vb.pp("classifier"))?;
@@ -113,7 +117,9 @@ impl Detectors {
                 .to_vec1()?,
         };
         if parameters.geometry.mean.len() != 10 || parameters.geometry.precision.len() != 100 {
-            return Err(ModelError::Inconsistent("geometry must have 10 dimensions".into()));
+            return Err(ModelError::Inconsistent(
+                "geometry must have 10 dimensions".into(),
+            ));
         }
         let training_set = training_set
             .lines()
@@ -145,7 +151,11 @@ impl Detectors {
     }
 
     /// Writes the three model files into `dir` (created if needed).
-    pub fn save(&self, dir: &Path, classifier_weights: &HashMap<String, Tensor>) -> Result<(), ModelError> {
+    pub fn save(
+        &self,
+        dir: &Path,
+        classifier_weights: &HashMap<String, Tensor>,
+    ) -> Result<(), ModelError> {
         let io = |path: &Path| {
             let path = path.display().to_string();
             move |source| ModelError::Io { path, source }
@@ -160,7 +170,11 @@ impl Detectors {
         );
         tensors.insert(
             "embedding.components".into(),
-            Tensor::from_vec(self.embedding.components.clone(), (COMPONENTS, dim), &Device::Cpu)?,
+            Tensor::from_vec(
+                self.embedding.components.clone(),
+                (COMPONENTS, dim),
+                &Device::Cpu,
+            )?,
         );
         candle_core::safetensors::save(&tensors, dir.join(WEIGHTS_FILE))?;
         let json = serde_json::to_string_pretty(&self.parameters)?;

@@ -77,7 +77,7 @@ impl TrainConfig {
         TrainConfig {
             manifest,
             seed: 2026,
-            epochs: 14,
+            epochs: 18,
             samples_per_epoch: 4096,
             variants: 3,
             holdout_sources: Vec::new(),
@@ -117,7 +117,11 @@ const BATCH: usize = 64;
 pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Trained, TrainError> {
     let started = Instant::now();
     let entries = select_entries(read_manifest(&config.manifest)?, config);
-    log(&format!("{} images selected from {}", entries.len(), config.manifest.display()));
+    log(&format!(
+        "{} images selected from {}",
+        entries.len(),
+        config.manifest.display()
+    ));
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(config.threads.max(1))
         .build()
@@ -136,15 +140,29 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
             log(&format!("skipped {}: {problem}", entry.name));
         }
     }
-    log(&format!("faces extracted in {:.0} s", started.elapsed().as_secs_f64()));
+    log(&format!(
+        "faces extracted in {:.0} s",
+        started.elapsed().as_secs_f64()
+    ));
 
-    let in_fold = |fold: Fold| seen.iter().filter(move |s| s.fold == fold).flat_map(|s| &s.observations);
+    let in_fold = |fold: Fold| {
+        seen.iter()
+            .filter(move |s| s.fold == fold)
+            .flat_map(|s| &s.observations)
+    };
     let train: Vec<&Observation> = in_fold(Fold::Train).collect();
     let calibration: Vec<&Observation> = in_fold(Fold::Calibration).collect();
 
-    let stylegan: Vec<[f32; 10]> = train.iter().filter(|o| o.stylegan).map(|o| o.landmarks).collect();
+    let stylegan: Vec<[f32; 10]> = train
+        .iter()
+        .filter(|o| o.stylegan)
+        .map(|o| o.landmarks)
+        .collect();
     let geometry = GeometryModel::fit(&stylegan).ok_or_else(|| {
-        TrainError::NotEnoughData(format!("{} StyleGAN faces in the train fold", stylegan.len()))
+        TrainError::NotEnoughData(format!(
+            "{} StyleGAN faces in the train fold",
+            stylegan.len()
+        ))
     })?;
     let fake_thumbnails: Vec<Vec<f32>> = train
         .iter()
@@ -160,17 +178,21 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
         fake_thumbnails.len()
     ));
 
-    let (classifier, classifier_weights, final_loss) = pool.install(|| train_classifier(&train, config, log))?;
+    let (classifier, classifier_weights, final_loss) =
+        pool.install(|| train_classifier(&train, config, log))?;
 
-    let calibration_raw: Vec<(Raw, bool)> = pool.install(|| {
-        raw_outputs(&calibration, &geometry, &embedding, &classifier)
-    })?;
+    let calibration_raw: Vec<(Raw, bool)> =
+        pool.install(|| raw_outputs(&calibration, &geometry, &embedding, &classifier))?;
     if calibration_raw.iter().filter(|(_, fake)| *fake).count() < 5
         || calibration_raw.iter().filter(|(_, fake)| !*fake).count() < 5
     {
-        return Err(TrainError::NotEnoughData("fewer than 5 fakes or reals in the calibration fold".into()));
+        return Err(TrainError::NotEnoughData(
+            "fewer than 5 fakes or reals in the calibration fold".into(),
+        ));
     }
-    let fusion = Fusion::fit(&calibration_raw);
+    // The fusion weighs sources as the classifier's sampling does, so that the few aligned
+    // FFHQ photographs count against the geometry detector.
+    let fusion = Fusion::fit(&calibration_raw, &sample_weights(&calibration));
     let mut calibration_real_scores: Vec<f64> = calibration_raw
         .iter()
         .filter(|(_, fake)| !*fake)
@@ -178,7 +200,9 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
         .collect();
     calibration_real_scores.sort_by(|a, b| b.total_cmp(a));
     let calibration_auc = calibration_aucs(&calibration_raw, &fusion);
-    log(&format!("calibration-fold AUC (not a test figure): {calibration_auc}"));
+    log(&format!(
+        "calibration-fold AUC (not a test figure): {calibration_auc}"
+    ));
 
     let training_set: Vec<String> = seen
         .iter()
@@ -235,7 +259,11 @@ fn fold_counts(entries: &[Entry], seen: &[Seen]) -> BTreeMap<String, BTreeMap<St
             (Fold::Calibration, _) => "calibration",
             (Fold::Test, _) => "test",
         };
-        *counts.entry(entry.source.clone()).or_default().entry(fold.into()).or_default() += 1;
+        *counts
+            .entry(entry.source.clone())
+            .or_default()
+            .entry(fold.into())
+            .or_default() += 1;
     }
     counts
 }
@@ -279,7 +307,11 @@ fn observe(entry: &Entry, detector: &FaceDetector, config: &TrainConfig) -> Seen
             return seen;
         }
     }
-    let copies = if fold == Fold::Train { config.variants } else { 1 };
+    let copies = if fold == Fold::Train {
+        config.variants
+    } else {
+        1
+    };
     for _ in 0..copies {
         let degradation = random_degradation(&mut rng);
         let jitter = if fold == Fold::Train {
@@ -350,6 +382,35 @@ fn random_jitter(rng: &mut ChaCha8Rng) -> Jitter {
     }
 }
 
+/// Half the time, makes one side band of the crop look as if it lay beyond the frame (the
+/// edge pixel repeated, as [`aligned_crop`] fills out-of-frame pixels). Tight crops of real
+/// photographs run past the frame far more often than StyleGAN output does; showing the
+/// pattern on every class keeps the classifier from reading "past the frame" as "real".
+fn with_random_frame_edge(crop: &[u8], rng: &mut ChaCha8Rng) -> Vec<u8> {
+    let mut out = crop.to_vec();
+    if !rng.random_bool(0.5) {
+        return out;
+    }
+    let side = crate::align::CROP_SIDE;
+    let band = rng.random_range(2..side / 4);
+    let which = rng.random_range(0..4);
+    for plane in out.chunks_exact_mut(side * side) {
+        for y in 0..side {
+            for x in 0..side {
+                let (sx, sy) = match which {
+                    0 if y < band => (x, band),
+                    1 if y >= side - band => (x, side - 1 - band),
+                    2 if x < band => (band, y),
+                    3 if x >= side - band => (side - 1 - band, y),
+                    _ => continue,
+                };
+                plane[y * side + x] = plane[sy * side + sx];
+            }
+        }
+    }
+    out
+}
+
 /// Sampling weights: classes equal; within a class, a source weighs as √(its size).
 fn sample_weights(observations: &[&Observation]) -> Vec<f64> {
     let mut per_source: HashMap<(&str, bool), f64> = HashMap::new();
@@ -381,12 +442,17 @@ fn train_classifier(
     config: &TrainConfig,
     log: &(dyn Fn(&str) + Sync),
 ) -> Result<ClassifierFit, TrainError> {
-    if train.iter().filter(|o| o.fake).count() < 10 || train.iter().filter(|o| !o.fake).count() < 10 {
-        return Err(TrainError::NotEnoughData("fewer than 10 fakes or reals to train the classifier".into()));
+    if train.iter().filter(|o| o.fake).count() < 10 || train.iter().filter(|o| !o.fake).count() < 10
+    {
+        return Err(TrainError::NotEnoughData(
+            "fewer than 10 fakes or reals to train the classifier".into(),
+        ));
     }
     let device = Device::Cpu;
     let varmap = VarMap::new();
-    let classifier = FaceClassifier::new(VarBuilder::from_varmap(&varmap, DType::F32, &device).pp("classifier"))?;
+    let classifier = FaceClassifier::new(
+        VarBuilder::from_varmap(&varmap, DType::F32, &device).pp("classifier"),
+    )?;
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
     seeded_init(&varmap, &mut rng)?;
     let mut optimizer = AdamW::new(
@@ -408,11 +474,20 @@ fn train_classifier(
         optimizer.set_learning_rate(2e-3 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()));
         let mut total = 0.0f32;
         for _ in 0..batches {
-            let picks: Vec<&Observation> = (0..BATCH).map(|_| train[sampler.sample(&mut rng)]).collect();
+            let picks: Vec<&Observation> = (0..BATCH)
+                .map(|_| train[sampler.sample(&mut rng)])
+                .collect();
             let mirror: Vec<bool> = (0..BATCH).map(|_| rng.random_bool(0.5)).collect();
-            let crops: Vec<&[u8]> = picks.iter().map(|o| o.crop.as_slice()).collect();
+            let owned: Vec<Vec<u8>> = picks
+                .iter()
+                .map(|o| with_random_frame_edge(&o.crop, &mut rng))
+                .collect();
+            let crops: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
             let x = crops_to_tensor(&crops, &mirror, &device)?;
-            let labels: Vec<f32> = picks.iter().map(|o| if o.fake { 1.0 } else { 0.0 }).collect();
+            let labels: Vec<f32> = picks
+                .iter()
+                .map(|o| if o.fake { 1.0 } else { 0.0 })
+                .collect();
             let y = Tensor::from_vec(labels, BATCH, &device)?;
             let loss = logistic_loss(&classifier.forward(&x)?, &y)?;
             optimizer.backward_step(&loss)?;
@@ -459,7 +534,9 @@ fn seeded_init(varmap: &VarMap, rng: &mut ChaCha8Rng) -> Result<(), TrainError> 
         } else {
             let fan_in = (count / dims.first().copied().unwrap_or(1).max(1)).max(1);
             let bound = (6.0 / fan_in as f32).sqrt();
-            (0..count).map(|_| rng.random_range(-bound..bound)).collect()
+            (0..count)
+                .map(|_| rng.random_range(-bound..bound))
+                .collect()
         };
         var.set(&Tensor::from_vec(values, dims, &Device::Cpu)?)?;
     }
@@ -476,7 +553,9 @@ fn raw_outputs(
     let mut out = Vec::with_capacity(observations.len());
     for chunk in observations.chunks(BATCH) {
         let crops: Vec<&[u8]> = chunk.iter().map(|o| o.crop.as_slice()).collect();
-        let logits: Vec<f32> = classifier.forward(&crops_to_tensor(&crops, &[], &Device::Cpu)?)?.to_vec1()?;
+        let logits: Vec<f32> = classifier
+            .forward(&crops_to_tensor(&crops, &[], &Device::Cpu)?)?
+            .to_vec1()?;
         for (o, logit) in chunk.iter().zip(logits) {
             let raw = Raw {
                 geometry: geometry.distance(&o.landmarks),
@@ -491,8 +570,16 @@ fn raw_outputs(
 
 fn calibration_aucs(samples: &[(Raw, bool)], fusion: &Fusion) -> serde_json::Value {
     let auc = |score: &dyn Fn(&Raw) -> f64| {
-        let fakes: Vec<f64> = samples.iter().filter(|s| s.1).map(|s| score(&s.0)).collect();
-        let reals: Vec<f64> = samples.iter().filter(|s| !s.1).map(|s| score(&s.0)).collect();
+        let fakes: Vec<f64> = samples
+            .iter()
+            .filter(|s| s.1)
+            .map(|s| score(&s.0))
+            .collect();
+        let reals: Vec<f64> = samples
+            .iter()
+            .filter(|s| !s.1)
+            .map(|s| score(&s.0))
+            .collect();
         roc_auc(&fakes, &reals).map(|a| (a * 1e4).round() / 1e4)
     };
     json!({

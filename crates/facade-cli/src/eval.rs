@@ -1,0 +1,181 @@
+//! `facade eval`: ROC figures of the detectors on a labelled manifest, per source, beside the
+//! GANEyeDistance peer, on images the model was not trained on.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use facade_detect::evaluation::{
+    evaluate, Condition, ConditionReport, EvalConfig, EvalReport, Pooled,
+};
+
+use crate::model_args::ModelArgs;
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ConditionArg {
+    Original,
+    Small,
+    Both,
+}
+
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// Labelled manifest (`path,label,source,...`; paths relative to its folder).
+    #[arg(long)]
+    manifest: PathBuf,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Which condition: the images as they are, resized to ≤200 px at JPEG quality 80, or both.
+    #[arg(long, value_enum, default_value_t = ConditionArg::Both)]
+    condition: ConditionArg,
+    /// Also report on images used in training (their figures are not results).
+    #[arg(long)]
+    allow_train_overlap: bool,
+    /// GANEyeDistance reference (JSON Lines with `path` and `gan_eye_distance`)
+    /// [default: reference-mtcnn.jsonl beside the manifest, if present].
+    #[arg(long, value_name = "FILE")]
+    peer_reference: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Worker threads [default: all cores].
+    #[arg(long, short = 'j')]
+    threads: Option<usize>,
+}
+
+pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
+    let detectors = args.model.load()?;
+    let peer_reference = args.peer_reference.clone().or_else(|| {
+        let beside = args.manifest.parent()?.join("reference-mtcnn.jsonl");
+        beside.is_file().then_some(beside)
+    });
+    let config = EvalConfig {
+        manifest: args.manifest.clone(),
+        conditions: match args.condition {
+            ConditionArg::Original => vec![Condition::Original],
+            ConditionArg::Small => vec![Condition::Small200Jpeg80],
+            ConditionArg::Both => vec![Condition::Original, Condition::Small200Jpeg80],
+        },
+        allow_train_overlap: args.allow_train_overlap,
+        fpr: args.model.fpr,
+        peer_reference,
+        threads: args
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+    };
+    let report = evaluate(&detectors, &config).context("evaluating")?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{:.1}%", 100.0 * v))
+}
+
+fn auc(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.4}"))
+}
+
+fn render(report: &EvalReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}: {} images, {} left out as used in training, {} unreadable",
+        report.manifest,
+        report.images_in_manifest,
+        report.excluded_as_training,
+        report.unreadable.len()
+    );
+    for (name, reason) in &report.unreadable {
+        let _ = writeln!(out, "  unreadable: {name}: {reason}");
+    }
+    let _ = writeln!(out, "peer: {}", report.peer);
+    for c in &report.conditions {
+        render_condition(&mut out, c);
+    }
+    out
+}
+
+fn pooled_line(out: &mut String, name: &str, facade: &Pooled, peer: &Pooled) {
+    let _ = writeln!(
+        out,
+        "  {name:<34} facade AUC {} TPR@1% {} TPR@0.1% {}   peer AUC {} TPR@1% {} TPR@0.1% {}",
+        auc(facade.auc),
+        pct(facade.tpr_at_fpr_1pct),
+        pct(facade.tpr_at_fpr_01pct),
+        auc(peer.auc),
+        pct(peer.tpr_at_fpr_1pct),
+        pct(peer.tpr_at_fpr_01pct)
+    );
+}
+
+fn render_condition(out: &mut String, c: &ConditionReport) {
+    let _ = writeln!(
+        out,
+        "\n== {} ({} images, {} failed to decode)",
+        c.description, c.images, c.failed
+    );
+    pooled_line(out, "all fakes vs all reals", &c.facade, &c.peer);
+    if let Some((name, facade, peer)) = &c.without_largest_real_source {
+        pooled_line(
+            out,
+            &format!("all fakes vs reals except {name}"),
+            facade,
+            peer,
+        );
+    }
+    let op = &c.operating_point;
+    let _ = writeln!(
+        out,
+        "  operating point (model threshold {:.4} for FPR {}): FPR {} TPR {}",
+        op.threshold,
+        op.target_fpr,
+        pct(op.fpr),
+        pct(op.tpr)
+    );
+    let _ = writeln!(
+        out,
+        "  {:<16} {:<5} {:>5} {:>7} | {:>7} {:>8} {:>8} {:>7} {:>9} | {:>7} {:>8} {:>8} {:>7}",
+        "source",
+        "label",
+        "n",
+        "no face",
+        "AUC",
+        "@FPR1%",
+        "@FPR.1%",
+        "flagged",
+        "op.point",
+        "peerAUC",
+        "@FPR1%",
+        "@FPR.1%",
+        "flagged"
+    );
+    for s in &c.sources {
+        let _ = writeln!(
+            out,
+            "  {:<16} {:<5} {:>5} {:>7} | {:>7} {:>8} {:>8} {:>7} {:>9} | {:>7} {:>8} {:>8} {:>7}",
+            s.source,
+            s.label,
+            s.facade.images,
+            s.facade.no_face,
+            auc(s.facade.auc),
+            pct(s.facade.rate_at_fpr_1pct),
+            pct(s.facade.rate_at_fpr_01pct),
+            s.facade.flagged_at_fpr_1pct,
+            pct(s.operating_point_rate),
+            auc(s.peer.auc),
+            pct(s.peer.rate_at_fpr_1pct),
+            pct(s.peer.rate_at_fpr_01pct),
+            s.peer.flagged_at_fpr_1pct,
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  (fakes: TPR at thresholds set on all reals of this manifest; reals: FPR there; op.point: rate flagged at the model's operating point)"
+    );
+}

@@ -1,0 +1,33 @@
+//! The options that choose a detector model and its operating point, shared by scan and eval.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use facade_detect::Detectors;
+
+#[derive(clap::Args, Clone)]
+pub struct ModelArgs {
+    /// Model folder written by `facade train` [default: the model built into facade].
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+    /// Target false-positive rate of the operating point that sets the verdict.
+    #[arg(long, default_value_t = 0.01, value_parser = parse_rate)]
+    pub fpr: f64,
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v < 1.0 => Ok(v),
+        _ => Err(format!("expected a rate in (0, 1), got {s:?}")),
+    }
+}
+
+impl ModelArgs {
+    pub fn load(&self) -> anyhow::Result<Detectors> {
+        match &self.model {
+            Some(dir) => Detectors::load(dir)
+                .with_context(|| format!("loading the model in {}", dir.display())),
+            None => Detectors::embedded().context("loading the built-in model"),
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Training end to end on a small slice of the shared faces: it runs, it is deterministic, and
+//! what it writes loads back and scores faces. (The full run is `facade train`; its figures
+//! come from `facade eval`, see the README.)
+//!
+//! Needs the shared data set beside the project (or `FACADE_SHARED_DIR`).
+
+use std::path::{Path, PathBuf};
+
+use facade_detect::training::{train, TrainConfig};
+use facade_detect::Detectors;
+
+fn shared_manifest() -> PathBuf {
+    let path = std::env::var_os("FACADE_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+        .join("faces/manifest.csv");
+    assert!(
+        path.is_file(),
+        "shared face data not found at {} (set FACADE_SHARED_DIR)",
+        path.display()
+    );
+    path
+}
+
+fn small_config() -> TrainConfig {
+    let mut config = TrainConfig::new(shared_manifest());
+    config.max_per_source = Some(40);
+    config.epochs = 2;
+    config.samples_per_epoch = 256;
+    config.variants = 1;
+    config.threads = 2;
+    config
+}
+
+#[test]
+fn training_is_deterministic_and_its_model_loads() {
+    let quiet = |_: &str| {};
+    let dirs = [
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    ];
+    for dir in &dirs {
+        let trained = train(&small_config(), &quiet).expect("train");
+        trained
+            .detectors
+            .save(dir.path(), &trained.classifier_weights)
+            .expect("save");
+    }
+    for file in ["detectors.safetensors", "training-set.sha256"] {
+        let a = std::fs::read(dirs[0].path().join(file)).expect("read");
+        let b = std::fs::read(dirs[1].path().join(file)).expect("read");
+        assert!(a == b, "{file} differs between two runs with the same seed");
+    }
+    // The JSON differs only in the recorded wall time.
+    let strip = |dir: &tempfile::TempDir| {
+        let text = std::fs::read_to_string(dir.path().join("detectors.json")).expect("read");
+        let mut v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        v["training"]["seconds"] = serde_json::Value::Null;
+        v
+    };
+    assert_eq!(strip(&dirs[0]), strip(&dirs[1]));
+
+    let model = Detectors::load(dirs[0].path()).expect("load");
+    // 40 images of each of 7 sources, 65% of them (train + calibration folds) recorded.
+    let n = model.training_set().len();
+    assert!((120..250).contains(&n), "{n} training hashes");
+    let t1 = model.threshold(0.01);
+    assert!((0.0..=1.0).contains(&t1) && model.threshold(0.001) >= t1);
+}
+
+#[test]
+fn held_out_sources_are_never_opened() {
+    let mut config = small_config();
+    config.holdout_sources = vec!["sdfd".into(), "ffhq".into()];
+    let trained = train(&config, &|_| {}).expect("train");
+    let record = &trained.detectors.parameters().training["images_per_fold_and_source"];
+    assert!(
+        record.get("sdfd").is_none() && record.get("ffhq").is_none(),
+        "{record}"
+    );
+    assert!(record.get("congress").is_some());
+}
