@@ -3,10 +3,10 @@
 //!
 //! Needs the shared data set beside the project (or `FACADE_SHARED_DIR`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-use facade_detect::dataset::{fold_of, read_manifest, sha256_hex, Fold};
+use facade_detect::dataset::{fold_of, read_manifest, sha256_hex, shared_faces_dir, Entry, Fold};
 use serde_json::Value;
 
 fn facade() -> Command {
@@ -14,16 +14,33 @@ fn facade() -> Command {
 }
 
 fn shared_manifest() -> PathBuf {
-    let path = std::env::var_os("FACADE_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-        .join("faces/manifest.csv");
+    shared_faces_dir().join("manifest.csv")
+}
+
+/// Runs `facade eval --json` with these arguments and reads its report.
+fn eval_json(args: &[&std::ffi::OsStr]) -> Value {
+    let out = facade()
+        .args(["eval", "--json"])
+        .args(args)
+        .output()
+        .expect("run facade eval");
     assert!(
-        path.is_file(),
-        "shared face data not found at {} (set FACADE_SHARED_DIR)",
-        path.display()
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    path
+    serde_json::from_slice(&out.stdout).expect("JSON report")
+}
+
+/// Up to `n` images of the manifest in this fold (and source, if given).
+fn in_fold(fold: Fold, source: Option<&str>, n: usize) -> Vec<Entry> {
+    read_manifest(&shared_manifest())
+        .expect("manifest")
+        .into_iter()
+        .filter(|e| source.is_none_or(|s| e.source == s))
+        .filter(|e| fold_of(&sha256_hex(&std::fs::read(&e.path).expect("read"))) == fold)
+        .take(n)
+        .collect()
 }
 
 fn source<'a>(condition: &'a Value, name: &str, label: &str) -> &'a Value {
@@ -45,17 +62,8 @@ fn rate(v: &Value) -> f64 {
 /// 20 held-out FFHQ photographs are flagged 55% of the time (target at most 10%).
 #[test]
 fn held_out_figures_do_not_regress() {
-    let out = facade()
-        .args(["eval", "--json", "--manifest"])
-        .arg(shared_manifest())
-        .output()
-        .expect("run facade eval");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let manifest = shared_manifest();
+    let report = eval_json(&["--manifest".as_ref(), manifest.as_os_str()]);
     assert!(report["excluded_as_training"].as_u64().unwrap_or(0) > 2000);
     let conditions = report["conditions"].as_array().expect("conditions");
     assert_eq!(conditions.len(), 2);
@@ -89,16 +97,7 @@ fn held_out_figures_do_not_regress() {
 
 #[test]
 fn eval_refuses_training_images_unless_told() {
-    let manifest = shared_manifest();
-    let entries = read_manifest(&manifest).expect("manifest");
-    let train: Vec<_> = entries
-        .iter()
-        .filter(|e| {
-            let bytes = std::fs::read(&e.path).expect("read");
-            fold_of(&sha256_hex(&bytes)) == Fold::Train
-        })
-        .take(6)
-        .collect();
+    let train = in_fold(Fold::Train, None, 6);
     let dir = tempfile::tempdir().expect("dir");
     let mut text = String::from("path,label,source,generator\n");
     for e in &train {
@@ -113,18 +112,10 @@ fn eval_refuses_training_images_unless_told() {
     let small = dir.path().join("train-only.csv");
     std::fs::write(&small, text).expect("write manifest");
     let run = |extra: &[&str]| -> Value {
-        let out = facade()
-            .args(["eval", "--json", "--condition", "original", "--manifest"])
-            .arg(&small)
-            .args(extra)
-            .output()
-            .expect("run facade eval");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("JSON report")
+        let mut args: Vec<&std::ffi::OsStr> = vec!["--condition".as_ref(), "original".as_ref()];
+        args.extend(["--manifest".as_ref(), small.as_os_str()]);
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
+        eval_json(&args)
     };
     let refused = run(&[]);
     assert_eq!(refused["excluded_as_training"], 6);
@@ -136,18 +127,10 @@ fn eval_refuses_training_images_unless_told() {
 
 #[test]
 fn scan_scores_held_out_fakes_and_reals() {
-    let manifest = shared_manifest();
-    let entries = read_manifest(&manifest).expect("manifest");
     let held_out = |source: &str| -> Vec<PathBuf> {
-        entries
-            .iter()
-            .filter(|e| e.source == source)
-            .filter(|e| {
-                let bytes = std::fs::read(&e.path).expect("read");
-                fold_of(&sha256_hex(&bytes)) == Fold::Test
-            })
-            .take(10)
-            .map(|e| e.path.clone())
+        in_fold(Fold::Test, Some(source), 10)
+            .into_iter()
+            .map(|e| e.path)
             .collect()
     };
     let fakes = held_out("tpdne-junguler");

@@ -91,6 +91,22 @@ pub fn read_manifest(path: &Path) -> Result<Vec<Entry>, DatasetError> {
     Ok(entries)
 }
 
+/// The shared labelled face set that tests and benchmarks read: `$FACADE_SHARED_DIR/faces`,
+/// or `shared/faces` beside the workspace. Panics, with the reason, when it is missing: a test
+/// that needs it must fail rather than pass vacuously.
+pub fn shared_faces_dir() -> PathBuf {
+    let dir = std::env::var_os("FACADE_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+        .join("faces");
+    assert!(
+        dir.join("manifest.csv").is_file(),
+        "shared face data not found at {} (set FACADE_SHARED_DIR)",
+        dir.display()
+    );
+    dir
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()

@@ -4,22 +4,14 @@
 //!
 //! Needs the shared data set beside the project (or `FACADE_SHARED_DIR`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use facade_detect::dataset::shared_faces_dir;
 use facade_detect::training::{train, TrainConfig};
 use facade_detect::Detectors;
 
 fn shared_manifest() -> PathBuf {
-    let path = std::env::var_os("FACADE_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-        .join("faces/manifest.csv");
-    assert!(
-        path.is_file(),
-        "shared face data not found at {} (set FACADE_SHARED_DIR)",
-        path.display()
-    );
-    path
+    shared_faces_dir().join("manifest.csv")
 }
 
 fn small_config() -> TrainConfig {
