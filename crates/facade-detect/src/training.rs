@@ -413,7 +413,8 @@ fn with_random_frame_edge(crop: &[u8], rng: &mut ChaCha8Rng) -> Vec<u8> {
 
 /// Sampling weights: classes equal; within a class, a source weighs as √(its size).
 fn sample_weights(observations: &[&Observation]) -> Vec<f64> {
-    let mut per_source: HashMap<(&str, bool), f64> = HashMap::new();
+    // Ordered, so that the sums below add up in the same order on every run.
+    let mut per_source: BTreeMap<(&str, bool), f64> = BTreeMap::new();
     for o in observations {
         *per_source.entry((o.source.as_str(), o.fake)).or_default() += 1.0;
     }
