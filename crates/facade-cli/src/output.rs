@@ -52,6 +52,11 @@ fn round(v: f64, digits: i32) -> f64 {
     (v * k).round() / k
 }
 
+/// Scores as written out: 5 digits, the same for a face and for its image.
+pub fn round_score(score: f64) -> f64 {
+    round(score, 5)
+}
+
 impl From<&Face> for FaceRecord {
     fn from(face: &Face) -> Self {
         let px = |v: f32| round(f64::from(v), 2);
@@ -79,7 +84,7 @@ impl FaceRecord {
             })
             .collect();
         FaceRecord {
-            score: Some(round(score.score, 5)),
+            score: Some(round_score(score.score)),
             evidence: Some(evidence),
             ..FaceRecord::from(face)
         }

@@ -14,14 +14,14 @@ use std::time::Instant;
 
 use anyhow::Context;
 use crossbeam_channel::{bounded, Receiver, Sender};
-use facade_detect::Detectors;
+use facade_detect::{most_suspicious, Detectors};
 use facade_face::{DetectorConfig, FaceDetector, MinFace};
 use facade_image::{decode, DecodeLimits};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::inputs::{self, Input};
 use crate::model_args::ModelArgs;
-use crate::output::{FaceRecord, Format, Record, RecordWriter, Status, Verdict};
+use crate::output::{round_score, FaceRecord, Format, Record, RecordWriter, Status, Verdict};
 
 #[derive(clap::Args)]
 pub struct ScanArgs {
@@ -182,23 +182,19 @@ fn scan_file(path: &Path, judge: &Judge, limits: &DecodeLimits) -> Record {
         drop(bytes);
         let image = decoded.image;
         let faces = judge.faces.detect(&image).map_err(|e| e.to_string())?;
-        let faces = faces
-            .iter()
-            .map(|face| match &judge.scoring {
-                Some((detectors, _)) => detectors
-                    .score(&image, face)
-                    .map(|score| FaceRecord::scored(face, &score))
-                    .map_err(|e| e.to_string()),
-                None => Ok(FaceRecord::from(face)),
-            })
-            .collect::<Result<Vec<FaceRecord>, String>>()?;
-        // The image is as suspicious as its most suspicious face.
-        let score = faces
-            .iter()
-            .filter_map(|f| f.score)
-            .fold(None, |best: Option<f64>, s| {
-                Some(best.map_or(s, |b| b.max(s)))
-            });
+        let (faces, score) = match &judge.scoring {
+            Some((detectors, _)) => {
+                let scores = detectors
+                    .score_faces(&image, &faces)
+                    .map_err(|e| e.to_string())?;
+                let records = faces
+                    .iter()
+                    .zip(&scores)
+                    .map(|(f, s)| FaceRecord::scored(f, s));
+                (records.collect(), most_suspicious(&scores).map(round_score))
+            }
+            None => (faces.iter().map(FaceRecord::from).collect::<Vec<_>>(), None),
+        };
         let verdict = score
             .zip(judge.scoring.as_ref())
             .map(|(s, (_, threshold))| {

@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::dataset::{read_manifest, sha256_hex, DatasetError, Degradation, Entry};
 use crate::geometry::gan_eye_distance;
 use crate::metrics::{rate_above, roc_auc, tpr_at_fpr};
-use crate::model::Detectors;
+use crate::model::{most_suspicious, Detectors};
 
 /// How the images are presented to the detectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -241,13 +241,10 @@ fn score_image(
     let Ok(faces) = detector.detect(&image) else {
         return failed;
     };
-    let facade = faces
-        .iter()
-        .filter_map(|face| detectors.score(&image, face).ok())
-        .map(|s| s.score)
-        .fold(None, |best: Option<f64>, s| {
-            Some(best.map_or(s, |b| b.max(s)))
-        });
+    let Ok(scores) = detectors.score_faces(&image, &faces) else {
+        return failed;
+    };
+    let facade = most_suspicious(&scores);
     let eye_distance = faces.first().map(|f| {
         f64::from(gan_eye_distance(
             &f.landmarks,

@@ -31,4 +31,4 @@ pub mod model;
 pub mod training;
 
 pub use fusion::Contribution;
-pub use model::{Detectors, FaceScore, ModelError};
+pub use model::{most_suspicious, Detectors, FaceScore, ModelError};

@@ -69,6 +69,11 @@ pub struct Detectors {
     training_set: Vec<String>,
 }
 
+/// An image is as suspicious as its most suspicious face; `None` when it has no face.
+pub fn most_suspicious(scores: &[FaceScore]) -> Option<f64> {
+    scores.iter().map(|s| s.score).reduce(f64::max)
+}
+
 /// One face's verdict material: the fused score and each detector's evidence.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FaceScore {
@@ -201,33 +206,42 @@ impl Detectors {
         threshold_for_fpr(&self.parameters.calibration_real_scores, fpr)
     }
 
-    /// Every detector's raw output for one face of an image.
-    pub fn raw(&self, image: &RgbImage, face: &Face) -> Result<Raw, ModelError> {
-        let geometry = self.parameters.geometry.distance(&normalized_landmarks(
-            &face.landmarks,
-            image.width(),
-            image.height(),
-        ));
+    /// The fused score and evidence for each face of an image. The whole-frame thumbnail is
+    /// made once per image and the classifier runs on all the faces' crops in one batch.
+    pub fn score_faces(
+        &self,
+        image: &RgbImage,
+        faces: &[Face],
+    ) -> Result<Vec<FaceScore>, ModelError> {
+        if faces.is_empty() {
+            return Ok(Vec::new());
+        }
         let embedding = self.embedding.reconstruction_error(&frame_thumbnail(image));
-        let crop = aligned_crop(image, &face.landmarks, Jitter::default());
-        let logits = self.classifier_logits(&[&crop.pixels])?;
-        Ok(Raw {
-            geometry,
-            embedding,
-            classifier: logits.first().copied().unwrap_or(0.0),
-        })
+        let crops: Vec<Vec<u8>> = faces
+            .iter()
+            .map(|face| aligned_crop(image, &face.landmarks, Jitter::default()).pixels)
+            .collect();
+        let logits =
+            self.classifier_logits(&crops.iter().map(Vec::as_slice).collect::<Vec<_>>())?;
+        Ok(faces
+            .iter()
+            .zip(logits)
+            .map(|(face, classifier)| {
+                let landmarks =
+                    normalized_landmarks(&face.landmarks, image.width(), image.height());
+                self.fuse(&Raw {
+                    geometry: self.parameters.geometry.distance(&landmarks),
+                    embedding,
+                    classifier,
+                })
+            })
+            .collect())
     }
 
     /// The classifier's logits for a batch of aligned crops.
     pub fn classifier_logits(&self, crops: &[&[u8]]) -> Result<Vec<f32>, ModelError> {
         let x = crops_to_tensor(crops, &[], &Device::Cpu)?;
         Ok(self.classifier.forward(&x)?.to_vec1()?)
-    }
-
-    /// The fused score and evidence for one face.
-    pub fn score(&self, image: &RgbImage, face: &Face) -> Result<FaceScore, ModelError> {
-        let raw = self.raw(image, face)?;
-        Ok(self.fuse(&raw))
     }
 
     pub fn fuse(&self, raw: &Raw) -> FaceScore {
