@@ -1,0 +1,288 @@
+//! The accounts and posts of an export, reduced to what the coordination signals compare:
+//! keys (hashes) of normalised texts, reposted and replied-to ids, links, hashtag sequences,
+//! and token sets for near-duplicates. Texts themselves are not kept, so ten million posts
+//! fit in a few hundred megabytes.
+
+use std::path::PathBuf;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use serde::Serialize;
+use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
+
+use crate::text::{link_form, text_key, token_set, LinkMatch};
+
+pub type AccountIx = u32;
+pub type PostIx = u32;
+
+/// What the detectors said of an account's profile picture.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct FaceEvidence {
+    /// Calibrated probability that the face is AI-made (`facade scan`'s image score).
+    pub ai_score: f32,
+    /// Above the detectors' operating threshold.
+    pub ai_made: bool,
+    /// 64-bit perceptual hash of the picture, to find the same face on several accounts.
+    pub phash: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Account {
+    pub id: String,
+    pub handle: String,
+    pub display_name: String,
+    pub created_ms: Option<i64>,
+    pub profile_image: Option<PathBuf>,
+    pub face: Option<FaceEvidence>,
+    /// Read from an accounts/users file (not only seen as the author of posts).
+    pub listed: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Post {
+    pub account: AccountIx,
+    pub time_ms: i64,
+    /// Normalised text, for original posts (not reposts) with any text left.
+    pub text_key: Option<u64>,
+    pub repost_of: Option<u64>,
+    pub reply_to: Option<u64>,
+    /// The ordered sequence of hashtags, when there are at least two.
+    pub hashtag_key: Option<u64>,
+}
+
+/// One post as an ingest format reads it.
+#[derive(Debug, Default)]
+pub struct RawPost<'a> {
+    pub id: &'a str,
+    pub account_id: &'a str,
+    pub handle: Option<&'a str>,
+    pub time_ms: i64,
+    pub text: &'a str,
+    pub repost_of: Option<&'a str>,
+    pub reply_to: Option<&'a str>,
+    pub urls: Vec<String>,
+    /// `None`: take them from the text.
+    pub hashtags: Option<Vec<String>>,
+}
+
+/// Choices that shape what is kept of each post.
+#[derive(Clone, Debug)]
+pub struct IngestOptions {
+    pub link_match: LinkMatch,
+    /// Keep token sets for near-duplicate detection (costs memory: ~4 bytes a word).
+    pub near_duplicates: bool,
+    /// Posts with fewer distinct words are never near-duplicates (short posts match by chance).
+    pub min_tokens: usize,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        Self {
+            link_match: LinkMatch::default(),
+            near_duplicates: true,
+            min_tokens: 5,
+        }
+    }
+}
+
+/// Why a post was not added.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PostRefusal {
+    DuplicateId,
+    EmptyId,
+    EmptyAccount,
+}
+
+#[derive(Debug, Default)]
+pub struct Dataset {
+    pub accounts: Vec<Account>,
+    pub posts: Vec<Post>,
+    /// Post ids, concatenated; `post_id(i)` reads one.
+    post_id_bytes: Vec<u8>,
+    post_id_ends: Vec<u64>,
+    /// (link key, post) for every link of an original post.
+    pub links: Vec<(u64, PostIx)>,
+    /// (post, start, len) into `token_data`, for original posts with enough words.
+    pub token_spans: Vec<(PostIx, u32, u32)>,
+    pub token_data: Vec<u32>,
+    account_index: FxHashMap<String, AccountIx>,
+    seen_posts: FxHashSet<u128>,
+    pub options: IngestOptions,
+}
+
+impl Dataset {
+    pub fn new(options: IngestOptions) -> Self {
+        Self {
+            options,
+            ..Self::default()
+        }
+    }
+
+    pub fn account_ix(&self, id: &str) -> Option<AccountIx> {
+        self.account_index.get(id).copied()
+    }
+
+    /// The account with this id, created (unlisted, no details) when first seen.
+    pub fn account_entry(&mut self, id: &str) -> AccountIx {
+        if let Some(ix) = self.account_index.get(id) {
+            return *ix;
+        }
+        let ix = self.accounts.len() as AccountIx;
+        self.accounts.push(Account {
+            id: id.to_owned(),
+            ..Account::default()
+        });
+        self.account_index.insert(id.to_owned(), ix);
+        ix
+    }
+
+    pub fn post_id(&self, post: PostIx) -> &str {
+        let post = post as usize;
+        let start = if post == 0 {
+            0
+        } else {
+            self.post_id_ends[post - 1] as usize
+        };
+        let end = self.post_id_ends[post] as usize;
+        std::str::from_utf8(&self.post_id_bytes[start..end]).unwrap_or("")
+    }
+
+    pub fn tokens(&self, span: (PostIx, u32, u32)) -> &[u32] {
+        &self.token_data[span.1 as usize..(span.1 + span.2) as usize]
+    }
+
+    pub fn add_post(&mut self, raw: RawPost) -> Result<PostIx, PostRefusal> {
+        let id = raw.id.trim();
+        if id.is_empty() {
+            return Err(PostRefusal::EmptyId);
+        }
+        if raw.account_id.trim().is_empty() {
+            return Err(PostRefusal::EmptyAccount);
+        }
+        if !self.seen_posts.insert(xxh3_128(id.as_bytes())) {
+            return Err(PostRefusal::DuplicateId);
+        }
+        let account = self.account_entry(raw.account_id.trim());
+        if let Some(handle) = raw.handle.filter(|h| !h.is_empty()) {
+            let entry = &mut self.accounts[account as usize];
+            if entry.handle.is_empty() {
+                entry.handle = handle.to_owned();
+            }
+        }
+        let ix = self.posts.len() as PostIx;
+        let repost_of = raw.repost_of.map(str::trim).filter(|s| !s.is_empty());
+        let original = repost_of.is_none();
+        self.posts.push(Post {
+            account,
+            time_ms: raw.time_ms,
+            text_key: if original { text_key(raw.text) } else { None },
+            repost_of: repost_of.map(|r| xxh3_64(r.as_bytes())),
+            reply_to: raw
+                .reply_to
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|r| xxh3_64(r.as_bytes())),
+            hashtag_key: hashtag_key(raw.hashtags.as_deref(), raw.text),
+        });
+        self.post_id_bytes.extend_from_slice(id.as_bytes());
+        self.post_id_ends.push(self.post_id_bytes.len() as u64);
+        if original {
+            self.keep_links(ix, &raw.urls);
+            if self.options.near_duplicates {
+                self.keep_tokens(ix, raw.text);
+            }
+        }
+        Ok(ix)
+    }
+
+    fn keep_links(&mut self, post: PostIx, urls: &[String]) {
+        let mut keys: Vec<u64> = urls
+            .iter()
+            .map(|u| u.trim())
+            .filter(|u| !u.is_empty())
+            .map(|u| xxh3_64(link_form(u, self.options.link_match).as_bytes()))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        self.links.extend(keys.into_iter().map(|k| (k, post)));
+    }
+
+    fn keep_tokens(&mut self, post: PostIx, text: &str) {
+        let tokens = token_set(text);
+        if tokens.len() >= self.options.min_tokens {
+            self.token_spans
+                .push((post, self.token_data.len() as u32, tokens.len() as u32));
+            self.token_data.extend_from_slice(&tokens);
+        }
+    }
+}
+
+/// The ordered, lower-cased hashtag sequence of a post, when it has two or more.
+fn hashtag_key(listed: Option<&[String]>, text: &str) -> Option<u64> {
+    let tags: Vec<String> = match listed {
+        Some(tags) => tags
+            .iter()
+            .map(|t| t.trim_start_matches('#').to_lowercase())
+            .filter(|t| !t.is_empty())
+            .collect(),
+        None => text
+            .split(|c: char| c.is_whitespace())
+            .filter_map(|w| w.strip_prefix('#'))
+            .map(|t| {
+                t.trim_end_matches(|c: char| !c.is_alphanumeric() && c != '_')
+                    .to_lowercase()
+            })
+            .filter(|t| !t.is_empty())
+            .collect(),
+    };
+    (tags.len() >= 2).then(|| xxh3_64(tags.join(" ").as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post<'a>(id: &'a str, account: &'a str, text: &'a str) -> RawPost<'a> {
+        RawPost {
+            id,
+            account_id: account,
+            text,
+            ..RawPost::default()
+        }
+    }
+
+    #[test]
+    fn duplicate_post_ids_are_refused_once_kept() {
+        let mut data = Dataset::new(IngestOptions::default());
+        assert_eq!(data.add_post(post("1", "a", "hello")), Ok(0));
+        assert_eq!(
+            data.add_post(post("1", "b", "other")),
+            Err(PostRefusal::DuplicateId)
+        );
+        assert_eq!(data.add_post(post("2", "b", "other")), Ok(1));
+        assert_eq!(data.post_id(0), "1");
+        assert_eq!(data.post_id(1), "2");
+        assert_eq!(data.accounts.len(), 2);
+    }
+
+    #[test]
+    fn reposts_carry_no_text_or_links() {
+        let mut data = Dataset::new(IngestOptions::default());
+        let mut raw = post("1", "a", "RT @x: five words or more here");
+        raw.repost_of = Some("99");
+        raw.urls = vec!["http://x.org".into()];
+        data.add_post(raw).unwrap();
+        assert!(data.posts[0].text_key.is_none());
+        assert!(data.posts[0].repost_of.is_some());
+        assert!(data.links.is_empty() && data.token_spans.is_empty());
+    }
+
+    #[test]
+    fn hashtag_sequences() {
+        assert_eq!(
+            hashtag_key(None, "#A and #b!"),
+            hashtag_key(Some(&["a".into(), "B".into()]), "")
+        );
+        assert_eq!(hashtag_key(None, "only #one"), None);
+        assert_ne!(hashtag_key(None, "#a #b"), hashtag_key(None, "#b #a"));
+    }
+}

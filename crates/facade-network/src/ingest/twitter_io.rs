@@ -1,0 +1,233 @@
+//! The Twitter (X) Information Operations archive: `*_users_csv_hashed.csv` and
+//! `*_tweets_csv_hashed.csv`, read by header name (column order differs between releases).
+
+use std::path::Path;
+
+use csv::ByteRecord;
+
+use super::csv_table::{CsvTable, Row};
+use super::{add_post_or_reject, IngestError};
+use crate::dataset::{Dataset, RawPost};
+use crate::diagnostics::Diagnostics;
+use crate::pylist::parse_list;
+use crate::time::{parse_time_ms, refine_with_snowflake};
+
+const USER_COLUMNS: &[&str] = &[
+    "userid",
+    "user_display_name",
+    "user_screen_name",
+    "user_reported_location",
+    "user_profile_description",
+    "user_profile_url",
+    "follower_count",
+    "following_count",
+    "account_creation_date",
+    "account_language",
+];
+
+const TWEET_COLUMNS: &[&str] = &[
+    "tweetid",
+    "userid",
+    "user_display_name",
+    "user_screen_name",
+    "user_reported_location",
+    "user_profile_description",
+    "user_profile_url",
+    "follower_count",
+    "following_count",
+    "account_creation_date",
+    "account_language",
+    "tweet_language",
+    "tweet_text",
+    "tweet_time",
+    "tweet_client_name",
+    "in_reply_to_userid",
+    "in_reply_to_tweetid",
+    "quoted_tweet_tweetid",
+    "is_retweet",
+    "retweet_userid",
+    "retweet_tweetid",
+    "latitude",
+    "longitude",
+    "quote_count",
+    "reply_count",
+    "like_count",
+    "retweet_count",
+    "hashtags",
+    "urls",
+    "user_mentions",
+    "poll_choices",
+];
+
+/// Reads the users file: one account per row.
+pub fn read_twitter_users(
+    path: &Path,
+    data: &mut Dataset,
+    diag: &mut Diagnostics,
+) -> Result<(), IngestError> {
+    let mut table = CsvTable::open(path, &["userid"], USER_COLUMNS, diag)?;
+    let path = table.path.clone();
+    let mut record = ByteRecord::new();
+    while let Some(row) = table.next_row(&mut record, diag) {
+        read_user_row(&row, &path, data, diag);
+    }
+    Ok(())
+}
+
+fn read_user_row(row: &Row, path: &Path, data: &mut Dataset, diag: &mut Diagnostics) {
+    let id = row.text("userid");
+    if id.is_empty() {
+        diag.reject(
+            path,
+            row.line,
+            "missing-id",
+            "the account has no userid".into(),
+        );
+        return;
+    }
+    if data
+        .account_ix(&id)
+        .is_some_and(|ix| data.accounts[ix as usize].listed)
+    {
+        diag.reject(
+            path,
+            row.line,
+            "duplicate-id",
+            format!("account {id} was already read; the first is kept"),
+        );
+        return;
+    }
+    let created = row.text("account_creation_date");
+    let created_ms = parse_time_ms(&created);
+    if created_ms.is_none() && !created.is_empty() {
+        diag.warn(
+            path,
+            row.line,
+            "bad-time",
+            format!("account {id}: creation date {created:?} is not a date; left unknown"),
+        );
+    }
+    let ix = data.account_entry(&id);
+    let account = &mut data.accounts[ix as usize];
+    account.listed = true;
+    account.handle = row.text("user_screen_name").into_owned();
+    account.display_name = row.text("user_display_name").into_owned();
+    account.created_ms = created_ms;
+    diag.accounts_read += 1;
+}
+
+/// Reads the tweets file: one post per row. Accounts not in the users file are created from
+/// the tweet's own user columns.
+pub fn read_twitter_tweets(
+    path: &Path,
+    data: &mut Dataset,
+    diag: &mut Diagnostics,
+) -> Result<(), IngestError> {
+    let mut table = CsvTable::open(path, &["tweetid", "userid"], TWEET_COLUMNS, diag)?;
+    let path = table.path.clone();
+    let mut record = ByteRecord::new();
+    while let Some(row) = table.next_row(&mut record, diag) {
+        read_tweet_row(&row, &path, data, diag);
+    }
+    Ok(())
+}
+
+fn read_tweet_row(row: &Row, path: &Path, data: &mut Dataset, diag: &mut Diagnostics) {
+    let tweet_id = row.text("tweetid");
+    let archive_time = row.text("tweet_time");
+    let Some(time_ms) = refine_with_snowflake(parse_time_ms(&archive_time), &tweet_id) else {
+        diag.reject(
+            path,
+            row.line,
+            "bad-time",
+            format!(
+                "tweet {tweet_id}: time {archive_time:?} is not a date and the id carries none"
+            ),
+        );
+        return;
+    };
+    let text = row.text("tweet_text");
+    let is_retweet = matches!(
+        row.text("is_retweet").to_lowercase().as_str(),
+        "true" | "1" | "yes"
+    );
+    let mut retweet_of = row.text("retweet_tweetid").into_owned();
+    if is_retweet && retweet_of.is_empty() {
+        // Older releases leave the source empty: the retweeted text identifies it.
+        diag.warn(
+            path,
+            row.line,
+            "retweet-without-source",
+            format!("tweet {tweet_id}: retweet of an unnamed tweet; keyed by its text"),
+        );
+        retweet_of = format!("text:{}", crate::text::normalise_text(&text));
+    }
+    let urls = list_column(row, "urls", path, diag).unwrap_or_default();
+    let hashtags = list_column(row, "hashtags", path, diag);
+    let user_id = row.text("userid");
+    remember_account_columns(row, &user_id, data, path, diag);
+    let handle = row.get("user_screen_name");
+    let reply_to = row.get("in_reply_to_tweetid");
+    let raw = RawPost {
+        id: &tweet_id,
+        account_id: &user_id,
+        handle: handle.as_deref(),
+        time_ms,
+        text: &text,
+        repost_of: Some(retweet_of.as_str()).filter(|r| !r.is_empty()),
+        reply_to: reply_to.as_deref(),
+        urls,
+        hashtags,
+    };
+    add_post_or_reject(data, diag, path, row.line, raw);
+}
+
+/// A Python-literal list column; a malformed one is a warning and reads as absent.
+fn list_column(row: &Row, name: &str, path: &Path, diag: &mut Diagnostics) -> Option<Vec<String>> {
+    let field = row.get(name)?;
+    match parse_list(&field) {
+        Some(items) => Some(items),
+        None => {
+            diag.warn(
+                path,
+                row.line,
+                "bad-list",
+                format!("column {name}: {field:?} is not a list literal; ignored"),
+            );
+            None
+        }
+    }
+}
+
+/// Tweets files repeat the account's columns: use them for accounts the users file lacks.
+fn remember_account_columns(
+    row: &Row,
+    user_id: &str,
+    data: &mut Dataset,
+    path: &Path,
+    diag: &mut Diagnostics,
+) {
+    if user_id.is_empty() {
+        return;
+    }
+    let ix = data.account_entry(user_id);
+    let account = &mut data.accounts[ix as usize];
+    if account.listed || account.created_ms.is_some() {
+        return;
+    }
+    if account.display_name.is_empty() {
+        account.display_name = row.text("user_display_name").into_owned();
+    }
+    let created = row.text("account_creation_date");
+    if !created.is_empty() {
+        account.created_ms = parse_time_ms(&created);
+        if account.created_ms.is_none() {
+            diag.warn(
+                path,
+                row.line,
+                "bad-time",
+                format!("account {user_id}: creation date {created:?} is not a date"),
+            );
+        }
+    }
+}
