@@ -9,7 +9,10 @@
 pub mod dataset;
 pub mod diagnostics;
 pub mod ingest;
+pub mod louvain;
+pub mod networks;
 pub mod pylist;
 pub mod signals;
+pub mod simulate;
 pub mod text;
 pub mod time;

@@ -1,0 +1,469 @@
+//! From signals to networks: the weighted account graph, its communities, and a score per
+//! community that an analyst can read term by term.
+//!
+//! A link's **strength** is the number of posts the two accounts coordinated on, summed over
+//! co-action signals (each signal counts the smaller of its two directions), plus 5 for a
+//! shared profile face, plus 1 when both were created in the same anomalous creation burst
+//! and 1 when both wear AI-made faces (these two only strengthen an existing link: many
+//! unrelated accounts are created on the same day). Links weaker than `min_strength` are
+//! dropped before community detection (Louvain + connected split).
+//!
+//! A community's **score** combines
+//! `coordination = 1 − exp(−mean strength per member / 4)`, `cohesion` = share of member pairs
+//! that are linked, and the shares of members in one creation burst, with AI-made faces and
+//! with one handle pattern:
+//! `score = 1 − (1 − coordination·√cohesion)(1 − 0.4·burst)(1 − 0.4·ai_faces)(1 − 0.2·handles)`.
+//! Communities of at least `min_members` with `score ≥ flag_score` are flagged as networks.
+
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+
+use crate::dataset::{AccountIx, Dataset};
+use crate::louvain::{communities, WeightedGraph};
+use crate::signals::{co_actions, shared_faces, CoActionParams, PairEvidence, PairKey, Signal};
+
+#[derive(Clone, Debug)]
+pub struct AnalysisParams {
+    pub co_action: CoActionParams,
+    /// The signals to compute (co-actions and `shared-face`).
+    pub signals: Vec<Signal>,
+    pub min_strength: f64,
+    /// Accounts created within this span of each other can form a creation burst.
+    pub creation_window_ms: i64,
+    pub min_members: usize,
+    pub flag_score: f64,
+    /// Louvain resolution (1 = modularity).
+    pub resolution: f64,
+    /// Perceptual-hash bits two pictures may differ by and still be "the same face" (≤ 3).
+    pub face_distance: u32,
+}
+
+impl Default for AnalysisParams {
+    fn default() -> Self {
+        Self {
+            co_action: CoActionParams::default(),
+            signals: Signal::CO_ACTIONS
+                .into_iter()
+                .chain([Signal::SharedFace])
+                .collect(),
+            min_strength: 2.0,
+            creation_window_ms: 24 * 3600 * 1000,
+            min_members: 3,
+            flag_score: 0.5,
+            resolution: 1.0,
+            face_distance: 3,
+        }
+    }
+}
+
+/// Two accounts and everything that links them.
+#[derive(Clone, Debug, Serialize)]
+pub struct Link {
+    pub a: AccountIx,
+    pub b: AccountIx,
+    pub strength: f64,
+    pub evidence: BTreeMap<Signal, PairEvidence>,
+    pub same_burst: bool,
+    pub both_ai_faces: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SignalSummary {
+    /// Linked member pairs with this signal.
+    pub pairs: usize,
+    /// Coordinated posts over those pairs.
+    pub coordinated_posts: u64,
+    /// Members with at least one such link inside the network.
+    pub accounts: usize,
+}
+
+/// Why a community scores what it scores.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct NetworkSignals {
+    pub coordination: BTreeMap<Signal, SignalSummary>,
+    pub mean_strength: f64,
+    pub cohesion: f64,
+    /// Share of members created within one anomalous creation burst.
+    pub creation_burst: f64,
+    /// Share of members whose profile face is AI-made (of all members).
+    pub ai_faces: f64,
+    /// Members whose profile picture was scanned.
+    pub faces_scanned: usize,
+    /// Members sharing a face with another member.
+    pub shared_faces: usize,
+    /// The commonest handle shape among members (`a` = letters, `9` = a digit) and its share,
+    /// when that shape is rarer in the whole export than in the network.
+    pub handle_pattern: Option<(String, f64)>,
+    /// The score's terms: coordination, cohesion, burst, ai_faces, handles.
+    pub terms: BTreeMap<&'static str, f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Network {
+    pub id: String,
+    pub score: f64,
+    pub flagged: bool,
+    pub accounts: Vec<AccountIx>,
+    pub signals: NetworkSignals,
+    /// Indices into [`Analysis::links`] of the links inside the network.
+    pub links: Vec<usize>,
+}
+
+#[derive(Debug, Default)]
+pub struct Analysis {
+    pub links: Vec<Link>,
+    /// Creation burst of each account, if any.
+    pub bursts: Vec<Option<u32>>,
+    /// Communities of at least `min_members`, by score (highest first).
+    pub networks: Vec<Network>,
+}
+
+pub fn analyse(data: &Dataset, params: &AnalysisParams) -> Analysis {
+    let mut by_signal = co_actions(data, &params.signals, &params.co_action);
+    if params.signals.contains(&Signal::SharedFace) {
+        by_signal.push((Signal::SharedFace, shared_faces(data, params.face_distance)));
+    }
+    let bursts = creation_bursts(data, params.creation_window_ms);
+    let links = build_links(data, by_signal, &bursts, params.min_strength);
+    let mut graph = WeightedGraph::with_nodes(data.accounts.len());
+    for link in &links {
+        graph.add_edge(link.a, link.b, link.strength);
+    }
+    let membership = communities(&graph, params.resolution);
+    let networks = score_communities(data, &links, &bursts, &membership, params);
+    Analysis {
+        links,
+        bursts,
+        networks,
+    }
+}
+
+fn build_links(
+    data: &Dataset,
+    by_signal: Vec<(Signal, crate::signals::SignalEdges)>,
+    bursts: &[Option<u32>],
+    min_strength: f64,
+) -> Vec<Link> {
+    let mut merged: FxHashMap<PairKey, BTreeMap<Signal, PairEvidence>> = FxHashMap::default();
+    for (signal, edges) in by_signal {
+        for (key, evidence) in edges.pairs {
+            merged.entry(key).or_default().insert(signal, evidence);
+        }
+    }
+    let mut links: Vec<Link> = merged
+        .into_iter()
+        .filter_map(|((a, b), evidence)| {
+            let base: f64 = evidence
+                .iter()
+                .map(|(signal, e)| match signal {
+                    Signal::SharedFace => 5.0,
+                    _ => f64::from(e.coordinated_posts()),
+                })
+                .sum();
+            let same_burst =
+                bursts[a as usize].is_some() && bursts[a as usize] == bursts[b as usize];
+            let ai = |x: AccountIx| data.accounts[x as usize].face.is_some_and(|f| f.ai_made);
+            let both_ai_faces = ai(a) && ai(b);
+            let strength = if base > 0.0 {
+                base + f64::from(u8::from(same_burst)) + f64::from(u8::from(both_ai_faces))
+            } else {
+                0.0
+            };
+            (strength >= min_strength).then_some(Link {
+                a,
+                b,
+                strength,
+                evidence,
+                same_burst,
+                both_ai_faces,
+            })
+        })
+        .collect();
+    links.sort_by_key(|l| (l.a, l.b));
+    links
+}
+
+/// Accounts created in anomalous bursts: more accounts within `window` of each other than
+/// the export's average creation rate explains (≥ 5, and ≥ μ + 4√μ + 1 for μ expected).
+/// Consecutive burst accounts less than a window apart share a burst id.
+pub fn creation_bursts(data: &Dataset, window_ms: i64) -> Vec<Option<u32>> {
+    let mut dated: Vec<(i64, usize)> = data
+        .accounts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| a.created_ms.map(|t| (t, i)))
+        .collect();
+    let mut bursts = vec![None; data.accounts.len()];
+    if dated.len() < 5 {
+        return bursts;
+    }
+    dated.sort_unstable();
+    let span = (dated[dated.len() - 1].0 - dated[0].0).max(window_ms) as f64;
+    let expected = dated.len() as f64 * window_ms as f64 / span;
+    let needed = (expected + 4.0 * expected.sqrt() + 1.0).max(5.0);
+    let half = window_ms / 2;
+    let (mut lo, mut hi) = (0, 0);
+    let mut in_burst = vec![false; dated.len()];
+    for (i, &(t, _)) in dated.iter().enumerate() {
+        while dated[lo].0 < t - half {
+            lo += 1;
+        }
+        while hi + 1 < dated.len() && dated[hi + 1].0 <= t + half {
+            hi += 1;
+        }
+        in_burst[i] = (hi - lo + 1) as f64 >= needed;
+    }
+    let mut id = 0;
+    let mut last: Option<i64> = None;
+    for (i, &(t, account)) in dated.iter().enumerate() {
+        if !in_burst[i] {
+            continue;
+        }
+        if last.is_some_and(|l| t - l > window_ms) {
+            id += 1;
+        }
+        last = Some(t);
+        bursts[account] = Some(id);
+    }
+    bursts
+}
+
+/// The shape of a handle: runs of letters → `a`, each digit → `9`, other characters kept.
+pub fn handle_shape(handle: &str) -> String {
+    let mut shape = String::new();
+    for c in handle.chars() {
+        let class = if c.is_ascii_digit() {
+            '9'
+        } else if c.is_alphabetic() {
+            'a'
+        } else {
+            c
+        };
+        if class == 'a' && shape.ends_with('a') {
+            continue;
+        }
+        shape.push(class);
+    }
+    shape
+}
+
+fn score_communities(
+    data: &Dataset,
+    links: &[Link],
+    bursts: &[Option<u32>],
+    membership: &[u32],
+    params: &AnalysisParams,
+) -> Vec<Network> {
+    let mut members: BTreeMap<u32, Vec<AccountIx>> = BTreeMap::new();
+    let mut linked = vec![false; data.accounts.len()];
+    for link in links {
+        linked[link.a as usize] = true;
+        linked[link.b as usize] = true;
+    }
+    for (account, &community) in membership.iter().enumerate() {
+        if linked[account] {
+            members
+                .entry(community)
+                .or_default()
+                .push(account as AccountIx);
+        }
+    }
+    let mut inside: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    for (i, link) in links.iter().enumerate() {
+        let c = membership[link.a as usize];
+        if c == membership[link.b as usize] {
+            inside.entry(c).or_default().push(i);
+        }
+    }
+    let shapes = ShapeBaseline::new(data);
+    let mut networks: Vec<Network> = members
+        .into_iter()
+        .filter_map(|(community, accounts)| {
+            let link_ids = inside.remove(&community).unwrap_or_default();
+            let (accounts, link_ids) = two_core(links, accounts, link_ids);
+            (accounts.len() >= params.min_members).then_some((accounts, link_ids))
+        })
+        .map(|(accounts, link_ids)| {
+            let signals = describe(data, links, &link_ids, &accounts, bursts, &shapes);
+            let score = combine(&signals.terms);
+            Network {
+                id: String::new(),
+                score,
+                flagged: score >= params.flag_score,
+                accounts,
+                signals,
+                links: link_ids,
+            }
+        })
+        .collect();
+    networks.sort_by(|x, y| {
+        y.score
+            .total_cmp(&x.score)
+            .then(x.accounts.cmp(&y.accounts))
+    });
+    for (i, network) in networks.iter_mut().enumerate() {
+        network.id = format!("N{}", i + 1);
+    }
+    networks
+}
+
+/// Drops, repeatedly, members linked to fewer than two other members: an account hanging
+/// on a network by one link (say, an ordinary account that retweeted the same viral posts as
+/// one member) is not part of it.
+fn two_core(
+    links: &[Link],
+    mut accounts: Vec<AccountIx>,
+    mut link_ids: Vec<usize>,
+) -> (Vec<AccountIx>, Vec<usize>) {
+    loop {
+        let mut degree: FxHashMap<AccountIx, usize> = FxHashMap::default();
+        for &i in &link_ids {
+            *degree.entry(links[i].a).or_default() += 1;
+            *degree.entry(links[i].b).or_default() += 1;
+        }
+        let keep = |a: &AccountIx| degree.get(a).copied().unwrap_or(0) >= 2;
+        if accounts.iter().all(keep) {
+            return (accounts, link_ids);
+        }
+        accounts.retain(keep);
+        link_ids.retain(|&i| keep(&links[i].a) && keep(&links[i].b));
+    }
+}
+
+fn combine(terms: &BTreeMap<&'static str, f64>) -> f64 {
+    let t = |name| terms.get(name).copied().unwrap_or(0.0);
+    let coordinated = t("coordination") * t("cohesion").sqrt();
+    1.0 - (1.0 - coordinated)
+        * (1.0 - 0.4 * t("burst"))
+        * (1.0 - 0.4 * t("ai_faces"))
+        * (1.0 - 0.2 * t("handles"))
+}
+
+fn describe(
+    data: &Dataset,
+    links: &[Link],
+    link_ids: &[usize],
+    accounts: &[AccountIx],
+    bursts: &[Option<u32>],
+    shapes: &ShapeBaseline,
+) -> NetworkSignals {
+    let n = accounts.len() as f64;
+    let mut signals = NetworkSignals::default();
+    let mut involved: BTreeMap<Signal, std::collections::BTreeSet<AccountIx>> = BTreeMap::new();
+    let mut total_strength = 0.0;
+    let mut sharing_face = std::collections::BTreeSet::new();
+    for &i in link_ids {
+        let link = &links[i];
+        total_strength += link.strength;
+        for (signal, evidence) in &link.evidence {
+            let summary = signals.coordination.entry(*signal).or_default();
+            summary.pairs += 1;
+            summary.coordinated_posts += u64::from(evidence.coordinated_posts());
+            let set = involved.entry(*signal).or_default();
+            set.insert(link.a);
+            set.insert(link.b);
+            if *signal == Signal::SharedFace {
+                sharing_face.insert(link.a);
+                sharing_face.insert(link.b);
+            }
+        }
+    }
+    for (signal, set) in involved {
+        if let Some(summary) = signals.coordination.get_mut(&signal) {
+            summary.accounts = set.len();
+        }
+    }
+    signals.mean_strength = total_strength / n;
+    signals.cohesion = (link_ids.len() as f64 / (n * (n - 1.0) / 2.0)).min(1.0);
+    let mut burst_sizes: BTreeMap<u32, usize> = BTreeMap::new();
+    for &a in accounts {
+        if let Some(b) = bursts[a as usize] {
+            *burst_sizes.entry(b).or_default() += 1;
+        }
+    }
+    signals.creation_burst = burst_sizes.values().max().map_or(0.0, |&m| m as f64 / n);
+    let faces: Vec<_> = accounts
+        .iter()
+        .filter_map(|&a| data.accounts[a as usize].face)
+        .collect();
+    signals.faces_scanned = faces.len();
+    signals.ai_faces = faces.iter().filter(|f| f.ai_made).count() as f64 / n;
+    signals.shared_faces = sharing_face.len();
+    signals.handle_pattern = shapes.pattern_of(data, accounts);
+    let handles = signals
+        .handle_pattern
+        .as_ref()
+        .map_or(0.0, |(_, share)| *share);
+    signals.terms = BTreeMap::from([
+        ("coordination", 1.0 - (-signals.mean_strength / 4.0).exp()),
+        ("cohesion", signals.cohesion),
+        ("burst", signals.creation_burst),
+        ("ai_faces", signals.ai_faces),
+        ("handles", handles),
+    ]);
+    signals
+}
+
+/// How common each handle shape is in the whole export.
+struct ShapeBaseline {
+    share: FxHashMap<String, f64>,
+}
+
+impl ShapeBaseline {
+    fn new(data: &Dataset) -> Self {
+        let mut counts: FxHashMap<String, f64> = FxHashMap::default();
+        let with_handle = data
+            .accounts
+            .iter()
+            .filter(|a| !a.handle.is_empty())
+            .count()
+            .max(1) as f64;
+        for account in data.accounts.iter().filter(|a| !a.handle.is_empty()) {
+            *counts.entry(handle_shape(&account.handle)).or_default() += 1.0;
+        }
+        counts.values_mut().for_each(|c| *c /= with_handle);
+        Self { share: counts }
+    }
+
+    /// The commonest shape among `accounts` with its share, lift-adjusted: the share in the
+    /// network minus the share in the export, when positive and shared by ≥ 3 members.
+    fn pattern_of(&self, data: &Dataset, accounts: &[AccountIx]) -> Option<(String, f64)> {
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for &a in accounts {
+            let handle = &data.accounts[a as usize].handle;
+            if !handle.is_empty() {
+                *counts.entry(handle_shape(handle)).or_default() += 1;
+            }
+        }
+        let (shape, count) = counts
+            .into_iter()
+            .max_by_key(|(s, c)| (*c, std::cmp::Reverse(s.clone())))?;
+        let share = count as f64 / accounts.len() as f64;
+        let lift = share - self.share.get(&shape).copied().unwrap_or(0.0);
+        (count >= 3 && lift > 0.0).then_some((shape, lift))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handle_shapes() {
+        assert_eq!(handle_shape("maria_lopez8273"), "a_a9999");
+        assert_eq!(handle_shape("JohnSmith"), "a");
+        assert_eq!(handle_shape("x1y2"), "a9a9");
+    }
+
+    #[test]
+    fn score_terms_combine() {
+        let strong = BTreeMap::from([("coordination", 0.95), ("cohesion", 1.0)]);
+        assert!(combine(&strong) > 0.9);
+        let weak = BTreeMap::from([("coordination", 0.4), ("cohesion", 0.2)]);
+        assert!(combine(&weak) < 0.2);
+        let burst_only = BTreeMap::from([("burst", 1.0)]);
+        assert!((combine(&burst_only) - 0.4).abs() < 1e-12);
+    }
+}
