@@ -3,8 +3,10 @@
 mod eval;
 mod inputs;
 mod model_args;
+mod networks;
 mod output;
 mod scan;
+mod simulate;
 mod train;
 
 use std::process::ExitCode;
@@ -30,6 +32,10 @@ enum Command {
     Train(train::TrainArgs),
     /// Measure the detectors on a labelled manifest (held-out images only), per source.
     Eval(eval::EvalArgs),
+    /// Find networks of coordinated accounts in an account export.
+    Networks(Box<networks::NetworksArgs>),
+    /// Write a synthetic account export with planted networks and its ground truth.
+    Simulate(simulate::SimulateArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +51,8 @@ fn main() -> ExitCode {
         Command::Scan(args) => scan::run(args),
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Networks(args) => networks::run(*args),
+        Command::Simulate(args) => simulate::run(args),
     };
     match result {
         Ok(code) => code,

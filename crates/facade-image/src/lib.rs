@@ -29,6 +29,7 @@
 //! ```
 
 pub mod fixtures;
+pub mod perceptual;
 pub mod resample;
 
 use std::io::Cursor;

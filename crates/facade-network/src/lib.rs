@@ -8,6 +8,7 @@
 
 pub mod dataset;
 pub mod diagnostics;
+pub mod export;
 pub mod ingest;
 pub mod louvain;
 pub mod networks;

@@ -113,6 +113,8 @@ pub struct Network {
 
 #[derive(Debug, Default)]
 pub struct Analysis {
+    /// Every pair each signal linked, before the strength filter (the toolkit's edges).
+    pub signal_edges: Vec<(Signal, crate::signals::SignalEdges)>,
     pub links: Vec<Link>,
     /// Creation burst of each account, if any.
     pub bursts: Vec<Option<u32>>,
@@ -126,7 +128,8 @@ pub fn analyse(data: &Dataset, params: &AnalysisParams) -> Analysis {
         by_signal.push((Signal::SharedFace, shared_faces(data, params.face_distance)));
     }
     let bursts = creation_bursts(data, params.creation_window_ms);
-    let links = build_links(data, by_signal, &bursts, params.min_strength);
+    by_signal.sort_by_key(|(signal, _)| *signal);
+    let links = build_links(data, &by_signal, &bursts, params.min_strength);
     let mut graph = WeightedGraph::with_nodes(data.accounts.len());
     for link in &links {
         graph.add_edge(link.a, link.b, link.strength);
@@ -134,6 +137,7 @@ pub fn analyse(data: &Dataset, params: &AnalysisParams) -> Analysis {
     let membership = communities(&graph, params.resolution);
     let networks = score_communities(data, &links, &bursts, &membership, params);
     Analysis {
+        signal_edges: by_signal,
         links,
         bursts,
         networks,
@@ -142,14 +146,14 @@ pub fn analyse(data: &Dataset, params: &AnalysisParams) -> Analysis {
 
 fn build_links(
     data: &Dataset,
-    by_signal: Vec<(Signal, crate::signals::SignalEdges)>,
+    by_signal: &[(Signal, crate::signals::SignalEdges)],
     bursts: &[Option<u32>],
     min_strength: f64,
 ) -> Vec<Link> {
-    let mut merged: FxHashMap<PairKey, BTreeMap<Signal, PairEvidence>> = FxHashMap::default();
+    let mut merged: FxHashMap<PairKey, BTreeMap<Signal, &PairEvidence>> = FxHashMap::default();
     for (signal, edges) in by_signal {
-        for (key, evidence) in edges.pairs {
-            merged.entry(key).or_default().insert(signal, evidence);
+        for (key, evidence) in &edges.pairs {
+            merged.entry(*key).or_default().insert(*signal, evidence);
         }
     }
     let mut links: Vec<Link> = merged
@@ -171,11 +175,11 @@ fn build_links(
             } else {
                 0.0
             };
-            (strength >= min_strength).then_some(Link {
+            (strength >= min_strength).then(|| Link {
                 a,
                 b,
                 strength,
-                evidence,
+                evidence: evidence.into_iter().map(|(s, e)| (s, e.clone())).collect(),
                 same_burst,
                 both_ai_faces,
             })

@@ -1,0 +1,356 @@
+//! `facade networks`: an account export in, coordinated networks out (JSON, CSV, GEXF).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use facade_detect::{most_suspicious, Detectors};
+use facade_face::{DetectorConfig, FaceDetector};
+use facade_image::{decode, perceptual::perceptual_hash, DecodeLimits};
+use facade_network::dataset::{Dataset, FaceEvidence, IngestOptions};
+use facade_network::diagnostics::Diagnostics;
+use facade_network::networks::{analyse, AnalysisParams};
+use facade_network::signals::{CoActionParams, Signal};
+use facade_network::simulate::{recovery, GroundTruth};
+use facade_network::text::LinkMatch;
+use facade_network::{export, ingest};
+use rayon::prelude::*;
+
+use crate::model_args::ModelArgs;
+
+#[derive(clap::Args)]
+pub struct NetworksArgs {
+    /// Twitter IO archive users CSV.
+    #[arg(long, value_name = "CSV")]
+    users: Option<PathBuf>,
+    /// Twitter IO archive tweets CSV (repeatable).
+    #[arg(long, value_name = "CSV")]
+    tweets: Vec<PathBuf>,
+    /// facade JSON Lines accounts (see README).
+    #[arg(long, value_name = "JSONL")]
+    accounts: Option<PathBuf>,
+    /// facade JSON Lines posts (repeatable).
+    #[arg(long, value_name = "JSONL")]
+    posts: Vec<PathBuf>,
+    /// QUT coordination-network-toolkit CSV (repeatable).
+    #[arg(long, value_name = "CSV")]
+    qut: Vec<PathBuf>,
+    /// Profile pictures: a folder of `<account id or handle>.<jpg|png|webp>` files, or a CSV
+    /// with columns `account,path`. Each is scanned for an AI-made face and hashed.
+    #[arg(long, value_name = "DIR|CSV")]
+    images: Option<PathBuf>,
+    /// Folder to write networks.json, edges.csv, nodes.csv, networks.gexf, signal-edges.csv,
+    /// diagnostics.json.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Two posts coordinate when at most this far apart (`60s`, `5m`, `1h`, or seconds).
+    #[arg(long, default_value = "60s", value_parser = parse_duration_ms)]
+    window: i64,
+    /// Signals to compute, comma-separated [default: all]: co-tweet, co-similar-tweet,
+    /// co-retweet, co-link, co-reply, co-hashtags, shared-face.
+    #[arg(long, value_delimiter = ',', value_parser = parse_signal)]
+    signals: Vec<Signal>,
+    /// How links are compared: `normalised` (ignores scheme, www., tracking parameters…) or
+    /// `exact` (byte for byte, as the QUT toolkit does).
+    #[arg(long, default_value = "normalised", value_parser = parse_link_match)]
+    link_match: LinkMatch,
+    /// Jaccard similarity of word sets above which two posts are near-duplicates.
+    #[arg(long, default_value_t = 0.8)]
+    similarity: f64,
+    /// Links weaker than this (coordinated posts + bonuses) are ignored.
+    #[arg(long, default_value_t = 2.0)]
+    min_strength: f64,
+    /// Span within which account creations form a burst.
+    #[arg(long, default_value = "24h", value_parser = parse_duration_ms)]
+    creation_window: i64,
+    /// Smallest network reported.
+    #[arg(long, default_value_t = 3)]
+    min_members: usize,
+    /// Score at or above which a community is flagged as a network.
+    #[arg(long, default_value_t = 0.5)]
+    flag_score: f64,
+    /// A simulator's truth.json: print how well the planted networks were recovered.
+    #[arg(long, value_name = "JSON")]
+    truth: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let scale = match unit {
+        "ms" => 1.0,
+        "s" => 1e3,
+        "m" | "min" => 60e3,
+        "h" => 3600e3,
+        "d" => 86_400e3,
+        _ => return Err(format!("unknown unit in {s:?}: use ms, s, m, h or d")),
+    };
+    match number.trim().parse::<f64>() {
+        Ok(v) if v >= 0.0 && v.is_finite() => Ok((v * scale).round() as i64),
+        _ => Err(format!("expected a duration like 60s or 5m, got {s:?}")),
+    }
+}
+
+fn parse_signal(s: &str) -> Result<Signal, String> {
+    Signal::parse(s.trim()).ok_or_else(|| format!("unknown signal {s:?}"))
+}
+
+fn parse_link_match(s: &str) -> Result<LinkMatch, String> {
+    match s {
+        "exact" => Ok(LinkMatch::Exact),
+        "normalised" | "normalized" => Ok(LinkMatch::Normalised),
+        _ => Err(format!("expected exact or normalised, got {s:?}")),
+    }
+}
+
+pub fn run(args: NetworksArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    if args.tweets.is_empty() && args.posts.is_empty() && args.qut.is_empty() {
+        bail!("no posts to read: give --tweets, --posts or --qut");
+    }
+    let signals = if args.signals.is_empty() {
+        AnalysisParams::default().signals
+    } else {
+        args.signals.clone()
+    };
+    let options = IngestOptions {
+        link_match: args.link_match,
+        near_duplicates: signals.contains(&Signal::CoSimilarTweet),
+        ..IngestOptions::default()
+    };
+    let (mut data, diag) = read_inputs(&args, options)?;
+    eprintln!("facade: {}", diag.summary());
+    if let Some(images) = &args.images {
+        let scanned = scan_profile_images(&mut data, images, &args.model)?;
+        eprintln!("facade: scanned {scanned} profile pictures");
+    }
+    let params = AnalysisParams {
+        co_action: CoActionParams {
+            window_ms: args.window,
+            similarity: args.similarity,
+        },
+        signals,
+        min_strength: args.min_strength,
+        creation_window_ms: args.creation_window,
+        min_members: args.min_members,
+        flag_score: args.flag_score,
+        ..AnalysisParams::default()
+    };
+    let analysis = analyse(&data, &params);
+    export::write_all(&args.out, &data, &analysis, &diag)
+        .with_context(|| format!("writing to {}", args.out.display()))?;
+    let flagged: Vec<_> = analysis.networks.iter().filter(|n| n.flagged).collect();
+    eprintln!(
+        "facade: {} links, {} communities of {}+ accounts, {} flagged as networks ({:.1} s); wrote {}",
+        analysis.links.len(),
+        analysis.networks.len(),
+        params.min_members,
+        flagged.len(),
+        started.elapsed().as_secs_f64(),
+        args.out.join("networks.json").display()
+    );
+    for network in flagged.iter().take(20) {
+        let signals: Vec<String> = network
+            .signals
+            .coordination
+            .iter()
+            .map(|(s, summary)| format!("{} {}", s.name(), summary.coordinated_posts))
+            .collect();
+        eprintln!(
+            "  {:>4}  score {:.3}  {:>4} accounts  {}",
+            network.id,
+            network.score,
+            network.accounts.len(),
+            signals.join(", ")
+        );
+    }
+    if let Some(truth) = &args.truth {
+        report_recovery(truth, &data, &analysis)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_inputs(
+    args: &NetworksArgs,
+    options: IngestOptions,
+) -> anyhow::Result<(Dataset, Diagnostics)> {
+    let mut data = Dataset::new(options);
+    let mut diag = Diagnostics::default();
+    if let Some(users) = &args.users {
+        ingest::read_twitter_users(users, &mut data, &mut diag)?;
+    }
+    for tweets in &args.tweets {
+        ingest::read_twitter_tweets(tweets, &mut data, &mut diag)?;
+    }
+    if let Some(accounts) = &args.accounts {
+        ingest::read_jsonl_accounts(accounts, &mut data, &mut diag)?;
+    }
+    for posts in &args.posts {
+        ingest::read_jsonl_posts(posts, &mut data, &mut diag)?;
+    }
+    for qut in &args.qut {
+        ingest::read_qut_csv(qut, &mut data, &mut diag)?;
+    }
+    Ok((data, diag))
+}
+
+/// Which picture belongs to which account: a CSV `account,path` or a folder of files named
+/// by account id or handle.
+fn image_map(data: &Dataset, images: &Path) -> anyhow::Result<HashMap<u32, PathBuf>> {
+    let mut map = HashMap::new();
+    if images.is_dir() {
+        let by_handle: HashMap<String, u32> = data
+            .accounts
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| !a.handle.is_empty())
+            .map(|(i, a)| (a.handle.to_lowercase(), i as u32))
+            .collect();
+        for entry in
+            std::fs::read_dir(images).with_context(|| format!("reading {}", images.display()))?
+        {
+            let path = entry?.path();
+            let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
+            let account = data
+                .account_ix(stem)
+                .or_else(|| by_handle.get(&stem.to_lowercase()).copied());
+            if let Some(account) = account {
+                map.insert(account, path);
+            }
+        }
+    } else {
+        let mut reader = csv::Reader::from_path(images)
+            .with_context(|| format!("reading {}", images.display()))?;
+        let base = images.parent().unwrap_or(Path::new("."));
+        for (line, row) in reader.records().enumerate() {
+            let row = row.with_context(|| format!("{} line {}", images.display(), line + 2))?;
+            let (Some(account), Some(path)) = (row.get(0), row.get(1)) else {
+                continue;
+            };
+            if let Some(ix) = data.account_ix(account.trim()) {
+                map.insert(ix, base.join(path.trim()));
+            }
+        }
+    }
+    for (i, account) in data.accounts.iter().enumerate() {
+        if let Some(path) = &account.profile_image {
+            map.entry(i as u32).or_insert_with(|| path.clone());
+        }
+    }
+    Ok(map)
+}
+
+/// Scans every account's picture: the most suspicious face's score, the verdict at the
+/// model's operating point, and a perceptual hash. Unreadable pictures are reported and left
+/// out; the accounts stay.
+fn scan_profile_images(
+    data: &mut Dataset,
+    images: &Path,
+    model: &ModelArgs,
+) -> anyhow::Result<usize> {
+    let map = image_map(data, images)?;
+    let detectors: Detectors = model.load()?;
+    let threshold = detectors.threshold(model.fpr);
+    let faces = FaceDetector::new(DetectorConfig::default()).context("loading the face model")?;
+    let limits = DecodeLimits::default();
+    let mut jobs: Vec<(u32, PathBuf)> = map.into_iter().collect();
+    jobs.sort();
+    let results: Vec<(u32, Result<FaceEvidence, String>)> = jobs
+        .par_iter()
+        .map(|(account, path)| {
+            let outcome = (|| -> Result<FaceEvidence, String> {
+                let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+                let image = decode(&bytes, &limits).map_err(|e| e.to_string())?.image;
+                let found = faces.detect(&image).map_err(|e| e.to_string())?;
+                let scores = detectors
+                    .score_faces(&image, &found)
+                    .map_err(|e| e.to_string())?;
+                let score = most_suspicious(&scores).unwrap_or(0.0);
+                Ok(FaceEvidence {
+                    ai_score: score as f32,
+                    ai_made: !scores.is_empty() && score > threshold,
+                    phash: perceptual_hash(&image),
+                })
+            })();
+            (*account, outcome)
+        })
+        .collect();
+    let mut scanned = 0;
+    for (account, outcome) in results {
+        let path = &jobs
+            .iter()
+            .find(|j| j.0 == account)
+            .map(|j| j.1.clone())
+            .unwrap_or_default();
+        match outcome {
+            Ok(face) => {
+                data.accounts[account as usize].face = Some(face);
+                data.accounts[account as usize].profile_image = Some(path.clone());
+                scanned += 1;
+            }
+            Err(error) => eprintln!("facade: {}: {error}", path.display()),
+        }
+    }
+    Ok(scanned)
+}
+
+fn report_recovery(
+    truth: &Path,
+    data: &Dataset,
+    analysis: &facade_network::networks::Analysis,
+) -> anyhow::Result<()> {
+    let truth: GroundTruth = serde_json::from_slice(
+        &std::fs::read(truth).with_context(|| format!("reading {}", truth.display()))?,
+    )
+    .context("parsing the truth file")?;
+    let flagged: Vec<(String, Vec<String>)> = analysis
+        .networks
+        .iter()
+        .filter(|n| n.flagged)
+        .map(|n| {
+            (
+                n.id.clone(),
+                n.accounts
+                    .iter()
+                    .map(|&a| data.accounts[a as usize].id.clone())
+                    .collect(),
+            )
+        })
+        .collect();
+    let result = recovery(&truth, &flagged);
+    for (name, found, f1) in &result.per_network {
+        eprintln!(
+            "  planted {name:<20} best match {:<5} F1 {f1:.3}",
+            found.as_deref().unwrap_or("-")
+        );
+    }
+    eprintln!(
+        "  flagged networks matching nothing planted: {}",
+        result.false_networks.len()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration_ms;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("60s"), Ok(60_000));
+        assert_eq!(parse_duration_ms("5m"), Ok(300_000));
+        assert_eq!(parse_duration_ms("1.5h"), Ok(5_400_000));
+        assert_eq!(parse_duration_ms("90"), Ok(90_000));
+        assert!(parse_duration_ms("soon").is_err());
+        assert!(parse_duration_ms("5 parsecs").is_err());
+    }
+}

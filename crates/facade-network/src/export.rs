@@ -1,0 +1,456 @@
+//! Writes an analysis for people and tools: `networks.json` (networks by score with their
+//! signals and evidence edges), `edges.csv` and `nodes.csv`, `networks.gexf` (Gephi), the
+//! per-signal directed edges in the toolkit's form (`signal-edges.csv`) and the ingest's
+//! `diagnostics.json`.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::dataset::{AccountIx, Dataset, PostIx};
+use crate::diagnostics::Diagnostics;
+use crate::networks::{Analysis, Link, Network, NetworkSignals};
+use crate::signals::Signal;
+use crate::time::format_time_ms;
+
+#[derive(Serialize)]
+struct NetworkOut<'a> {
+    id: &'a str,
+    score: f64,
+    flagged: bool,
+    accounts: Vec<&'a str>,
+    signals: &'a NetworkSignals,
+    members: Vec<MemberOut<'a>>,
+    evidence: Vec<EvidenceOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct MemberOut<'a> {
+    id: &'a str,
+    handle: &'a str,
+    display_name: &'a str,
+    created: Option<String>,
+    posts: u32,
+    creation_burst: Option<u32>,
+    face: Option<crate::dataset::FaceEvidence>,
+    profile_image: Option<String>,
+}
+
+#[derive(Serialize)]
+struct EvidenceOut<'a> {
+    accounts: [&'a str; 2],
+    strength: f64,
+    same_burst: bool,
+    both_ai_faces: bool,
+    signals: BTreeMap<&'static str, SignalOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct SignalOut<'a> {
+    /// Distinct posts of the first account matched by the second, and the reverse.
+    weights: [u32; 2],
+    /// Example matched posts: (post of the first account, post of the second).
+    examples: Vec<PostPair<'a>>,
+}
+
+#[derive(Serialize)]
+struct PostPair<'a> {
+    posts: [&'a str; 2],
+    times: [String; 2],
+}
+
+/// Everything `facade networks` writes into `out`.
+pub fn write_all(
+    out: &Path,
+    data: &Dataset,
+    analysis: &Analysis,
+    diag: &Diagnostics,
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(out)?;
+    let posts = posts_per_account(data);
+    let membership = network_of_accounts(data, analysis);
+    write_json(
+        &out.join("networks.json"),
+        &networks_out(data, analysis, &posts),
+    )?;
+    write_json(&out.join("diagnostics.json"), diag)?;
+    write_edges(&out.join("edges.csv"), data, analysis, &membership)?;
+    write_nodes(&out.join("nodes.csv"), data, analysis, &membership, &posts)?;
+    write_signal_edges(&out.join("signal-edges.csv"), data, analysis)?;
+    write_gexf(&out.join("networks.gexf"), data, analysis, &membership)?;
+    Ok(())
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> std::io::Result<()> {
+    let mut file = BufWriter::new(File::create(path)?);
+    serde_json::to_writer_pretty(&mut file, value).map_err(std::io::Error::other)?;
+    file.write_all(b"\n")?;
+    file.flush()
+}
+
+fn posts_per_account(data: &Dataset) -> Vec<u32> {
+    let mut counts = vec![0u32; data.accounts.len()];
+    for post in &data.posts {
+        counts[post.account as usize] += 1;
+    }
+    counts
+}
+
+/// The network each account belongs to (networks are disjoint).
+fn network_of_accounts<'a>(data: &Dataset, analysis: &'a Analysis) -> Vec<Option<&'a Network>> {
+    let mut of = vec![None; data.accounts.len()];
+    for network in &analysis.networks {
+        for &a in &network.accounts {
+            of[a as usize] = Some(network);
+        }
+    }
+    of
+}
+
+fn networks_out<'a>(
+    data: &'a Dataset,
+    analysis: &'a Analysis,
+    posts: &[u32],
+) -> Vec<NetworkOut<'a>> {
+    analysis
+        .networks
+        .iter()
+        .map(|network| NetworkOut {
+            id: &network.id,
+            score: round(network.score),
+            flagged: network.flagged,
+            accounts: network
+                .accounts
+                .iter()
+                .map(|&a| data.accounts[a as usize].id.as_str())
+                .collect(),
+            signals: &network.signals,
+            members: network
+                .accounts
+                .iter()
+                .map(|&a| member_out(data, analysis, posts, a))
+                .collect(),
+            evidence: network
+                .links
+                .iter()
+                .map(|&i| evidence_out(data, &analysis.links[i]))
+                .collect(),
+        })
+        .collect()
+}
+
+fn member_out<'a>(
+    data: &'a Dataset,
+    analysis: &Analysis,
+    posts: &[u32],
+    a: AccountIx,
+) -> MemberOut<'a> {
+    let account = &data.accounts[a as usize];
+    MemberOut {
+        id: &account.id,
+        handle: &account.handle,
+        display_name: &account.display_name,
+        created: account.created_ms.map(format_time_ms),
+        posts: posts[a as usize],
+        creation_burst: analysis.bursts[a as usize],
+        face: account.face,
+        profile_image: account
+            .profile_image
+            .as_ref()
+            .map(|p| p.display().to_string()),
+    }
+}
+
+fn evidence_out<'a>(data: &'a Dataset, link: &Link) -> EvidenceOut<'a> {
+    let pair = |p: (PostIx, PostIx)| PostPair {
+        posts: [data.post_id(p.0), data.post_id(p.1)],
+        times: [
+            format_time_ms(data.posts[p.0 as usize].time_ms),
+            format_time_ms(data.posts[p.1 as usize].time_ms),
+        ],
+    };
+    EvidenceOut {
+        accounts: [
+            &data.accounts[link.a as usize].id,
+            &data.accounts[link.b as usize].id,
+        ],
+        strength: link.strength,
+        same_burst: link.same_burst,
+        both_ai_faces: link.both_ai_faces,
+        signals: link
+            .evidence
+            .iter()
+            .map(|(signal, e)| {
+                let examples = if *signal == Signal::SharedFace {
+                    Vec::new()
+                } else {
+                    e.examples.iter().map(|&p| pair(p)).collect()
+                };
+                (
+                    signal.name(),
+                    SignalOut {
+                        weights: [e.low_to_high, e.high_to_low],
+                        examples,
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+fn round(x: f64) -> f64 {
+    (x * 10_000.0).round() / 10_000.0
+}
+
+fn write_edges(
+    path: &Path,
+    data: &Dataset,
+    analysis: &Analysis,
+    membership: &[Option<&Network>],
+) -> std::io::Result<()> {
+    let mut out = csv::Writer::from_path(path)?;
+    let signals: Vec<Signal> = analysis.signal_edges.iter().map(|(s, _)| *s).collect();
+    let mut header = vec![
+        "source".to_owned(),
+        "target".into(),
+        "strength".into(),
+        "network".into(),
+    ];
+    header.extend(signals.iter().map(|s| s.name().to_owned()));
+    header.extend([
+        "same_burst".into(),
+        "both_ai_faces".into(),
+        "example_posts".into(),
+    ]);
+    out.write_record(&header)?;
+    for link in &analysis.links {
+        let (na, nb) = (membership[link.a as usize], membership[link.b as usize]);
+        let network = match (na, nb) {
+            (Some(x), Some(y)) if x.id == y.id => x.id.clone(),
+            _ => String::new(),
+        };
+        let mut row = vec![
+            data.accounts[link.a as usize].id.clone(),
+            data.accounts[link.b as usize].id.clone(),
+            link.strength.to_string(),
+            network,
+        ];
+        row.extend(signals.iter().map(|s| {
+            link.evidence
+                .get(s)
+                .map_or(0, |e| e.coordinated_posts())
+                .to_string()
+        }));
+        let examples: Vec<String> = link
+            .evidence
+            .values()
+            .flat_map(|e| e.examples.iter())
+            .map(|&(p, q)| format!("{}:{}", data.post_id(p), data.post_id(q)))
+            .collect();
+        row.extend([
+            link.same_burst.to_string(),
+            link.both_ai_faces.to_string(),
+            examples.join(" "),
+        ]);
+        out.write_record(&row)?;
+    }
+    out.flush()
+}
+
+fn write_nodes(
+    path: &Path,
+    data: &Dataset,
+    analysis: &Analysis,
+    membership: &[Option<&Network>],
+    posts: &[u32],
+) -> std::io::Result<()> {
+    let mut out = csv::Writer::from_path(path)?;
+    out.write_record([
+        "id",
+        "handle",
+        "display_name",
+        "created",
+        "posts",
+        "network",
+        "network_score",
+        "creation_burst",
+        "face_ai_score",
+        "face_ai_made",
+    ])?;
+    let mut linked = vec![false; data.accounts.len()];
+    for link in &analysis.links {
+        linked[link.a as usize] = true;
+        linked[link.b as usize] = true;
+    }
+    for (i, account) in data.accounts.iter().enumerate() {
+        if !linked[i] && account.face.is_none() {
+            continue;
+        }
+        let network = membership[i];
+        out.write_record([
+            account.id.as_str(),
+            &account.handle,
+            &account.display_name,
+            &account.created_ms.map(format_time_ms).unwrap_or_default(),
+            &posts[i].to_string(),
+            network.map_or("", |n| n.id.as_str()),
+            &network
+                .map(|n| round(n.score).to_string())
+                .unwrap_or_default(),
+            &analysis.bursts[i]
+                .map(|b| b.to_string())
+                .unwrap_or_default(),
+            &account
+                .face
+                .map(|f| f.ai_score.to_string())
+                .unwrap_or_default(),
+            &account
+                .face
+                .map(|f| f.ai_made.to_string())
+                .unwrap_or_default(),
+        ])?;
+    }
+    out.flush()
+}
+
+/// Directed, per signal, every pair before any filtering: `signal,user_1,user_2,weight` as
+/// the toolkit's `co_*_network` tables hold them (without its self-loops).
+fn write_signal_edges(path: &Path, data: &Dataset, analysis: &Analysis) -> std::io::Result<()> {
+    let mut out = csv::Writer::from_path(path)?;
+    out.write_record(["signal", "user_1", "user_2", "weight"])?;
+    for (signal, edges) in &analysis.signal_edges {
+        let mut pairs: Vec<_> = edges.pairs.iter().collect();
+        pairs.sort_by_key(|(k, _)| **k);
+        for (&(a, b), e) in pairs {
+            let (ia, ib) = (&data.accounts[a as usize].id, &data.accounts[b as usize].id);
+            for (from, to, w) in [(ia, ib, e.low_to_high), (ib, ia, e.high_to_low)] {
+                if w > 0 {
+                    out.write_record([signal.name(), from, to, &w.to_string()])?;
+                }
+            }
+        }
+    }
+    out.flush()
+}
+
+fn xml_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// GEXF 1.2 for Gephi: linked accounts with their network id and score, links weighted by
+/// strength with the signals that make them.
+fn write_gexf(
+    path: &Path,
+    data: &Dataset,
+    analysis: &Analysis,
+    membership: &[Option<&Network>],
+) -> std::io::Result<()> {
+    let mut out = BufWriter::new(File::create(path)?);
+    writeln!(out, r#"<?xml version="1.0" encoding="UTF-8"?>"#)?;
+    writeln!(out, r#"<gexf xmlns="http://gexf.net/1.2" version="1.2">"#)?;
+    writeln!(
+        out,
+        r#"  <meta><creator>facade</creator><description>coordination networks</description></meta>"#
+    )?;
+    writeln!(
+        out,
+        r#"  <graph mode="static" defaultedgetype="undirected">"#
+    )?;
+    writeln!(out, r#"    <attributes class="node">"#)?;
+    for (id, title, kind) in [
+        (0, "network", "string"),
+        (1, "network_score", "double"),
+        (2, "flagged", "boolean"),
+        (3, "handle", "string"),
+        (4, "face_ai_score", "double"),
+    ] {
+        writeln!(
+            out,
+            r#"      <attribute id="{id}" title="{title}" type="{kind}"/>"#
+        )?;
+    }
+    writeln!(out, r#"    </attributes>"#)?;
+    writeln!(
+        out,
+        r#"    <attributes class="edge"><attribute id="0" title="signals" type="string"/></attributes>"#
+    )?;
+    writeln!(out, "    <nodes>")?;
+    let mut linked: Vec<AccountIx> = analysis.links.iter().flat_map(|l| [l.a, l.b]).collect();
+    linked.sort_unstable();
+    linked.dedup();
+    for a in linked {
+        let account = &data.accounts[a as usize];
+        let label = if account.handle.is_empty() {
+            &account.id
+        } else {
+            &account.handle
+        };
+        let network = membership[a as usize];
+        writeln!(
+            out,
+            r#"      <node id="{}" label="{}"><attvalues>"#,
+            xml_escape(&account.id),
+            xml_escape(label)
+        )?;
+        writeln!(
+            out,
+            r#"        <attvalue for="0" value="{}"/>"#,
+            network.map_or("", |n| n.id.as_str())
+        )?;
+        writeln!(
+            out,
+            r#"        <attvalue for="1" value="{}"/>"#,
+            network.map_or(0.0, |n| round(n.score))
+        )?;
+        writeln!(
+            out,
+            r#"        <attvalue for="2" value="{}"/>"#,
+            network.is_some_and(|n| n.flagged)
+        )?;
+        writeln!(
+            out,
+            r#"        <attvalue for="3" value="{}"/>"#,
+            xml_escape(&account.handle)
+        )?;
+        if let Some(face) = account.face {
+            writeln!(
+                out,
+                r#"        <attvalue for="4" value="{}"/>"#,
+                face.ai_score
+            )?;
+        }
+        writeln!(out, "      </attvalues></node>")?;
+    }
+    writeln!(out, "    </nodes>")?;
+    writeln!(out, "    <edges>")?;
+    for (i, link) in analysis.links.iter().enumerate() {
+        let names: Vec<&str> = link.evidence.keys().map(|s| s.name()).collect();
+        writeln!(
+            out,
+            r#"      <edge id="{i}" source="{}" target="{}" weight="{}"><attvalues><attvalue for="0" value="{}"/></attvalues></edge>"#,
+            xml_escape(&data.accounts[link.a as usize].id),
+            xml_escape(&data.accounts[link.b as usize].id),
+            link.strength,
+            names.join(" ")
+        )?;
+    }
+    writeln!(out, "    </edges>")?;
+    writeln!(out, "  </graph>")?;
+    writeln!(out, "</gexf>")?;
+    out.flush()
+}
