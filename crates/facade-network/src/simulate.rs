@@ -452,7 +452,9 @@ fn write_post(
         &format_time_ms(account.created_ms)[..10],
     ])?;
     if let Some(q) = writers.qut.as_mut() {
-        let precise = post.time_ms as f64 / 1000.0;
+        // Whole seconds: the toolkit compares float seconds, facade integer milliseconds, so
+        // whole seconds make both exact (and put many pairs exactly on the window edge).
+        let seconds = post.time_ms.div_euclid(1000);
         q.write_record([
             id.as_str(),
             &account.id,
@@ -460,7 +462,7 @@ fn write_post(
             &retweet_id,
             &reply,
             &text,
-            &format!("{precise:.3}"),
+            &seconds.to_string(),
             &post.urls.join(" "),
         ])?;
     }
