@@ -11,7 +11,7 @@ Two documented differences are applied on the toolkit's side, not hidden:
     before co_link is computed.
 
 usage: toolkit_edges.py POSTS.csv OUT.csv [--window SECONDS] [--signals co_tweet,co_retweet,co_link]
-                        [--db PATH] [--cpus N]
+                        [--db PATH] [--cpus N] [--no-dump]
 """
 import argparse
 import csv
@@ -39,6 +39,7 @@ def main():
     parser.add_argument("--signals", default="co_tweet,co_retweet,co_link")
     parser.add_argument("--db")
     parser.add_argument("--cpus", type=int, default=os.cpu_count())
+    parser.add_argument("--no-dump", action="store_true", help="compute the tables only")
     args = parser.parse_args()
     db = args.db or os.path.join(tempfile.mkdtemp(), "toolkit.db")
     started = time.time()
@@ -52,6 +53,9 @@ def main():
         toolkit(db, "compute", signal, "--time_window", str(args.window),
                 "--min_edge_weight", "1", "--n_cpus", str(args.cpus))
         timings[signal] = time.time() - t
+    if args.no_dump:
+        print(" ".join(f"{k}={v:.1f}s" for k, v in timings.items()), file=sys.stderr)
+        return
     with open(args.out, "w", newline="") as f, sqlite3.connect(db) as con:
         out = csv.writer(f)
         out.writerow(["signal", "user_1", "user_2", "weight"])

@@ -41,8 +41,8 @@ pub struct NetworksArgs {
     /// with columns `account,path`. Each is scanned for an AI-made face and hashed.
     #[arg(long, value_name = "DIR|CSV")]
     images: Option<PathBuf>,
-    /// Folder to write networks.json, edges.csv, nodes.csv, networks.gexf, signal-edges.csv,
-    /// diagnostics.json.
+    /// Folder to write networks.json, edges.csv, nodes.csv, networks.gexf and diagnostics.json
+    /// into.
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// Two posts coordinate when at most this far apart (`60s`, `5m`, `1h`, or seconds).
@@ -71,6 +71,10 @@ pub struct NetworksArgs {
     /// Score at or above which a community is flagged as a network.
     #[arg(long, default_value_t = 0.5)]
     flag_score: f64,
+    /// Also write signal-edges.csv: every pair each signal links, before any filtering, in the
+    /// QUT toolkit's directed form (large: coincidences included).
+    #[arg(long)]
+    signal_edges: bool,
     /// A simulator's truth.json: print how well the planted networks were recovered.
     #[arg(long, value_name = "JSON")]
     truth: Option<PathBuf>,
@@ -126,6 +130,7 @@ pub fn run(args: NetworksArgs) -> anyhow::Result<ExitCode> {
         ..IngestOptions::default()
     };
     let (mut data, diag) = read_inputs(&args, options)?;
+    data.finish_reading();
     eprintln!("facade: {}", diag.summary());
     if let Some(images) = &args.images {
         let scanned = scan_profile_images(&mut data, images, &args.model)?;
@@ -143,17 +148,21 @@ pub fn run(args: NetworksArgs) -> anyhow::Result<ExitCode> {
         flag_score: args.flag_score,
         ..AnalysisParams::default()
     };
+    let read_s = started.elapsed().as_secs_f64();
     let analysis = analyse(&data, &params);
-    export::write_all(&args.out, &data, &analysis, &diag)
+    let analysed_s = started.elapsed().as_secs_f64();
+    export::write_all(&args.out, &data, &analysis, &diag, args.signal_edges)
         .with_context(|| format!("writing to {}", args.out.display()))?;
     let flagged: Vec<_> = analysis.networks.iter().filter(|n| n.flagged).collect();
     eprintln!(
-        "facade: {} links, {} communities of {}+ accounts, {} flagged as networks ({:.1} s); wrote {}",
+        "facade: {} links, {} communities of {}+ accounts, {} flagged as networks \
+         (read {read_s:.1} s, analysed {:.1} s, written {:.1} s); wrote {}",
         analysis.links.len(),
         analysis.networks.len(),
         params.min_members,
         flagged.len(),
-        started.elapsed().as_secs_f64(),
+        analysed_s - read_s,
+        started.elapsed().as_secs_f64() - analysed_s,
         args.out.join("networks.json").display()
     );
     for network in flagged.iter().take(20) {

@@ -182,6 +182,7 @@ fn co_tweet_retweet_and_link_edges_equal_the_qut_toolkit() {
         facade()
             .args([
                 "networks",
+                "--signal-edges",
                 "--signals",
                 "co-tweet,co-retweet,co-link",
                 "--link-match",

@@ -24,6 +24,8 @@ struct NetworkOut<'a> {
     accounts: Vec<&'a str>,
     signals: &'a NetworkSignals,
     members: Vec<MemberOut<'a>>,
+    /// Links inside the network; `evidence` lists the strongest [`EVIDENCE_LISTED`].
+    links: usize,
     evidence: Vec<EvidenceOut<'a>>,
 }
 
@@ -62,12 +64,17 @@ struct PostPair<'a> {
     times: [String; 2],
 }
 
-/// Everything `facade networks` writes into `out`.
+/// The strongest links listed as evidence per network (all are in edges.csv).
+const EVIDENCE_LISTED: usize = 200;
+
+/// Everything `facade networks` writes into `out`; `signal-edges.csv` (every pair of every
+/// signal, coincidences included — large) only when `signal_edges`.
 pub fn write_all(
     out: &Path,
     data: &Dataset,
     analysis: &Analysis,
     diag: &Diagnostics,
+    signal_edges: bool,
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(out)?;
     let posts = posts_per_account(data);
@@ -79,7 +86,9 @@ pub fn write_all(
     write_json(&out.join("diagnostics.json"), diag)?;
     write_edges(&out.join("edges.csv"), data, analysis, &membership)?;
     write_nodes(&out.join("nodes.csv"), data, analysis, &membership, &posts)?;
-    write_signal_edges(&out.join("signal-edges.csv"), data, analysis)?;
+    if signal_edges {
+        write_signal_edges(&out.join("signal-edges.csv"), data, analysis)?;
+    }
     write_gexf(&out.join("networks.gexf"), data, analysis, &membership)?;
     Ok(())
 }
@@ -133,13 +142,25 @@ fn networks_out<'a>(
                 .iter()
                 .map(|&a| member_out(data, analysis, posts, a))
                 .collect(),
-            evidence: network
-                .links
-                .iter()
-                .map(|&i| evidence_out(data, &analysis.links[i]))
+            links: network.links.len(),
+            evidence: strongest(analysis, &network.links)
+                .into_iter()
+                .map(|i| evidence_out(data, &analysis.links[i]))
                 .collect(),
         })
         .collect()
+}
+
+fn strongest(analysis: &Analysis, links: &[usize]) -> Vec<usize> {
+    let mut links = links.to_vec();
+    links.sort_by(|&x, &y| {
+        analysis.links[y]
+            .strength
+            .total_cmp(&analysis.links[x].strength)
+            .then(x.cmp(&y))
+    });
+    links.truncate(EVIDENCE_LISTED);
+    links
 }
 
 fn member_out<'a>(
@@ -192,7 +213,7 @@ fn evidence_out<'a>(data: &'a Dataset, link: &Link) -> EvidenceOut<'a> {
                 (
                     signal.name(),
                     SignalOut {
-                        weights: [e.low_to_high, e.high_to_low],
+                        weights: [e.counts.low_to_high, e.counts.high_to_low],
                         examples,
                     },
                 )
@@ -241,7 +262,7 @@ fn write_edges(
         row.extend(signals.iter().map(|s| {
             link.evidence
                 .get(s)
-                .map_or(0, |e| e.coordinated_posts())
+                .map_or(0, |e| e.counts.coordinated_posts())
                 .to_string()
         }));
         let examples: Vec<String> = link

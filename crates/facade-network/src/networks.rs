@@ -123,19 +123,27 @@ pub struct Analysis {
 }
 
 pub fn analyse(data: &Dataset, params: &AnalysisParams) -> Analysis {
+    let clock = std::time::Instant::now();
     let mut by_signal = co_actions(data, &params.signals, &params.co_action);
+    if std::env::var_os("FACADE_TIMINGS").is_some() {
+        eprintln!("timing: co-actions {:.2} s", clock.elapsed().as_secs_f64());
+    }
     if params.signals.contains(&Signal::SharedFace) {
         by_signal.push((Signal::SharedFace, shared_faces(data, params.face_distance)));
     }
     let bursts = creation_bursts(data, params.creation_window_ms);
     by_signal.sort_by_key(|(signal, _)| *signal);
-    let links = build_links(data, &by_signal, &bursts, params.min_strength);
+    let mut links = build_links(data, &by_signal, &bursts, params.min_strength);
+    attach_examples(data, &mut links, params);
     let mut graph = WeightedGraph::with_nodes(data.accounts.len());
     for link in &links {
         graph.add_edge(link.a, link.b, link.strength);
     }
     let membership = communities(&graph, params.resolution);
     let networks = score_communities(data, &links, &bursts, &membership, params);
+    if std::env::var_os("FACADE_TIMINGS").is_some() {
+        eprintln!("timing: analysis {:.2} s", clock.elapsed().as_secs_f64());
+    }
     Analysis {
         signal_edges: by_signal,
         links,
@@ -150,43 +158,96 @@ fn build_links(
     bursts: &[Option<u32>],
     min_strength: f64,
 ) -> Vec<Link> {
-    let mut merged: FxHashMap<PairKey, BTreeMap<Signal, &PairEvidence>> = FxHashMap::default();
-    for (signal, edges) in by_signal {
-        for (key, evidence) in &edges.pairs {
-            merged.entry(*key).or_default().insert(*signal, evidence);
-        }
-    }
-    let mut links: Vec<Link> = merged
-        .into_iter()
-        .filter_map(|((a, b), evidence)| {
-            let base: f64 = evidence
-                .iter()
-                .map(|(signal, e)| match signal {
+    // Strength first, by lookups: most pairs of a large export are single coincidences and
+    // never become links, so they are neither copied nor merged. A pair is visited from the
+    // first signal (in `by_signal` order) that has it.
+    let ai = |x: AccountIx| data.accounts[x as usize].face.is_some_and(|f| f.ai_made);
+    let same_burst = |a: AccountIx, b: AccountIx| {
+        bursts[a as usize].is_some() && bursts[a as usize] == bursts[b as usize]
+    };
+    let bonus = |a, b| f64::from(u8::from(same_burst(a, b))) + f64::from(u8::from(ai(a) && ai(b)));
+    let strength_of = |key: &PairKey| -> f64 {
+        by_signal
+            .iter()
+            .filter_map(|(signal, edges)| {
+                edges.pairs.get(key).map(|e| match signal {
                     Signal::SharedFace => 5.0,
                     _ => f64::from(e.coordinated_posts()),
                 })
-                .sum();
-            let same_burst =
-                bursts[a as usize].is_some() && bursts[a as usize] == bursts[b as usize];
-            let ai = |x: AccountIx| data.accounts[x as usize].face.is_some_and(|f| f.ai_made);
-            let both_ai_faces = ai(a) && ai(b);
-            let strength = if base > 0.0 {
-                base + f64::from(u8::from(same_burst)) + f64::from(u8::from(both_ai_faces))
-            } else {
-                0.0
-            };
-            (strength >= min_strength).then(|| Link {
+            })
+            .sum()
+    };
+    let base: Vec<(PairKey, f64)> = by_signal
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (_, edges))| {
+            edges.pairs.keys().filter(move |key| {
+                by_signal[..i]
+                    .iter()
+                    .all(|(_, earlier)| !earlier.pairs.contains_key(key))
+            })
+        })
+        .map(|key| (*key, strength_of(key)))
+        .filter(|&((a, b), base)| base > 0.0 && base + bonus(a, b) >= min_strength)
+        .collect();
+    let mut links: Vec<Link> = base
+        .into_iter()
+        .filter(|(_, base)| *base > 0.0)
+        .map(|((a, b), base)| {
+            let (same_burst, both_ai_faces) = (same_burst(a, b), ai(a) && ai(b));
+            Link {
                 a,
                 b,
-                strength,
-                evidence: evidence.into_iter().map(|(s, e)| (s, e.clone())).collect(),
+                strength: base + bonus(a, b),
+                evidence: by_signal
+                    .iter()
+                    .filter_map(|(signal, edges)| {
+                        edges.pairs.get(&(a, b)).map(|&counts| {
+                            let evidence = PairEvidence {
+                                counts,
+                                examples: Vec::new(),
+                            };
+                            (*signal, evidence)
+                        })
+                    })
+                    .collect(),
                 same_burst,
                 both_ai_faces,
-            })
+            }
         })
         .collect();
     links.sort_by_key(|l| (l.a, l.b));
     links
+}
+
+/// The second pass: example post pairs for the links only, per signal, in parallel.
+fn attach_examples(data: &Dataset, links: &mut [Link], params: &AnalysisParams) {
+    use rayon::prelude::*;
+    let found: Vec<(Signal, FxHashMap<PairKey, Vec<_>>)> = params
+        .signals
+        .par_iter()
+        .map(|&signal| {
+            let wanted: rustc_hash::FxHashSet<PairKey> = links
+                .iter()
+                .filter(|l| l.evidence.contains_key(&signal))
+                .map(|l| (l.a, l.b))
+                .collect();
+            (
+                signal,
+                crate::signals::examples(data, signal, &params.co_action, &wanted),
+            )
+        })
+        .collect();
+    for (signal, mut examples) in found {
+        for link in links.iter_mut() {
+            if let (Some(evidence), Some(kept)) = (
+                link.evidence.get_mut(&signal),
+                examples.remove(&(link.a, link.b)),
+            ) {
+                evidence.examples = kept;
+            }
+        }
+    }
 }
 
 /// Accounts created in anomalous bursts: more accounts within `window` of each other than
@@ -364,7 +425,7 @@ fn describe(
         for (signal, evidence) in &link.evidence {
             let summary = signals.coordination.entry(*signal).or_default();
             summary.pairs += 1;
-            summary.coordinated_posts += u64::from(evidence.coordinated_posts());
+            summary.coordinated_posts += u64::from(evidence.counts.coordinated_posts());
             let set = involved.entry(*signal).or_default();
             set.insert(link.a);
             set.insert(link.b);

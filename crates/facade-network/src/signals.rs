@@ -10,7 +10,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::dataset::{AccountIx, Dataset, PostIx};
+use crate::dataset::{AccountIx, Dataset, Key, PostIx};
 use crate::text::jaccard;
 
 /// The kinds of evidence that link two accounts.
@@ -58,21 +58,20 @@ impl Signal {
     }
 }
 
-/// How many post pairs are kept as examples for each linked pair and signal.
-pub const EXAMPLES_KEPT: usize = 3;
+/// How many post pairs are kept as examples for each link and signal.
+pub const EXAMPLES_KEPT: usize = 10;
 
-/// The evidence of one signal between accounts `low < high`.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct PairEvidence {
+/// How many posts of each account of a pair (`low < high`) one signal matched: small, as a
+/// large export has millions of pairs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PairCounts {
     /// Distinct posts of `low` that `high` matched (the toolkit's weight low → high).
     pub low_to_high: u32,
     /// Distinct posts of `high` that `low` matched.
     pub high_to_low: u32,
-    /// Up to [`EXAMPLES_KEPT`] matched posts: (post of low, post of high).
-    pub examples: Vec<(PostIx, PostIx)>,
 }
 
-impl PairEvidence {
+impl PairCounts {
     /// Posts both accounts took part in: the smaller direction (a burst of repeats by one
     /// account does not count as many coordinated posts).
     pub fn coordinated_posts(&self) -> u32 {
@@ -80,12 +79,30 @@ impl PairEvidence {
     }
 }
 
+/// The evidence of one signal for a link: its counts and example matched posts
+/// (post of low, post of high), gathered in a second pass for links only.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PairEvidence {
+    #[serde(flatten)]
+    pub counts: PairCounts,
+    pub examples: Vec<(PostIx, PostIx)>,
+}
+
 pub type PairKey = (AccountIx, AccountIx);
 
 /// All pairs one signal links.
 #[derive(Debug, Default)]
 pub struct SignalEdges {
-    pub pairs: FxHashMap<PairKey, PairEvidence>,
+    pub pairs: FxHashMap<PairKey, PairCounts>,
+}
+
+/// Where the join's matches go: counted for every pair, or kept as examples for some.
+enum Sink<'s> {
+    Count(&'s mut SignalEdges),
+    Examples {
+        wanted: &'s FxHashSet<PairKey>,
+        found: &'s mut FxHashMap<PairKey, Vec<(PostIx, PostIx)>>,
+    },
 }
 
 /// Parameters of the co-action signals.
@@ -116,6 +133,28 @@ struct Keyed {
 }
 
 /// Computes the chosen co-action signals, in parallel.
+/// Example post pairs of `signal` for the `wanted` pairs (a second pass of the join).
+pub fn examples(
+    data: &Dataset,
+    signal: Signal,
+    params: &CoActionParams,
+    wanted: &FxHashSet<PairKey>,
+) -> FxHashMap<PairKey, Vec<(PostIx, PostIx)>> {
+    let mut found = FxHashMap::default();
+    if Signal::CO_ACTIONS.contains(&signal) && !wanted.is_empty() {
+        co_action(
+            data,
+            signal,
+            params,
+            &mut Sink::Examples {
+                wanted,
+                found: &mut found,
+            },
+        );
+    }
+    found
+}
+
 pub fn co_actions(
     data: &Dataset,
     signals: &[Signal],
@@ -124,11 +163,17 @@ pub fn co_actions(
     signals
         .par_iter()
         .filter(|s| Signal::CO_ACTIONS.contains(s))
-        .map(|&signal| (signal, co_action(data, signal, params)))
+        .map(|&signal| (signal, co_action_counts(data, signal, params)))
         .collect()
 }
 
-fn co_action(data: &Dataset, signal: Signal, params: &CoActionParams) -> SignalEdges {
+fn co_action_counts(data: &Dataset, signal: Signal, params: &CoActionParams) -> SignalEdges {
+    let mut edges = SignalEdges::default();
+    co_action(data, signal, params, &mut Sink::Count(&mut edges));
+    edges
+}
+
+fn co_action(data: &Dataset, signal: Signal, params: &CoActionParams, sink: &mut Sink) {
     let keyed = |key_of: fn(&crate::dataset::Post) -> Option<u64>| -> Vec<Keyed> {
         data.posts
             .iter()
@@ -144,10 +189,34 @@ fn co_action(data: &Dataset, signal: Signal, params: &CoActionParams) -> SignalE
             .collect()
     };
     match signal {
-        Signal::CoTweet => join_on_key(data, keyed(|p| p.text_key), params.window_ms, None),
-        Signal::CoRetweet => join_on_key(data, keyed(|p| p.repost_of), params.window_ms, None),
-        Signal::CoReply => join_on_key(data, keyed(|p| p.reply_to), params.window_ms, None),
-        Signal::CoHashtags => join_on_key(data, keyed(|p| p.hashtag_key), params.window_ms, None),
+        Signal::CoTweet => join_on_key(
+            data,
+            keyed(|p| p.text_key.map(Key::get)),
+            params.window_ms,
+            None,
+            sink,
+        ),
+        Signal::CoRetweet => join_on_key(
+            data,
+            keyed(|p| p.repost_of.map(Key::get)),
+            params.window_ms,
+            None,
+            sink,
+        ),
+        Signal::CoReply => join_on_key(
+            data,
+            keyed(|p| p.reply_to.map(Key::get)),
+            params.window_ms,
+            None,
+            sink,
+        ),
+        Signal::CoHashtags => join_on_key(
+            data,
+            keyed(|p| p.hashtag_key.map(Key::get)),
+            params.window_ms,
+            None,
+            sink,
+        ),
         Signal::CoLink => {
             let items = data
                 .links
@@ -162,10 +231,10 @@ fn co_action(data: &Dataset, signal: Signal, params: &CoActionParams) -> SignalE
                     }
                 })
                 .collect();
-            join_on_key(data, items, params.window_ms, Some(&|_, _| true))
+            join_on_key(data, items, params.window_ms, Some(&|_, _| true), sink)
         }
-        Signal::CoSimilarTweet => near_duplicates(data, params),
-        Signal::SharedFace => SignalEdges::default(),
+        Signal::CoSimilarTweet => near_duplicates(data, params, sink),
+        Signal::SharedFace => {}
     }
 }
 
@@ -181,9 +250,9 @@ fn join_on_key(
     mut items: Vec<Keyed>,
     window_ms: i64,
     filter: PostFilter,
-) -> SignalEdges {
+    sink: &mut Sink,
+) {
     items.sort_unstable_by_key(|k| (k.key, k.time_ms, k.post));
-    let mut edges = SignalEdges::default();
     // last_match[b] = 1 + the item that last matched account b: one count per (post, b).
     let mut last_match = vec![0u32; data.accounts.len()];
     let mut seen: FxHashSet<(PostIx, AccountIx)> = FxHashSet::default();
@@ -200,12 +269,11 @@ fn join_on_key(
                 filter,
                 &mut last_match,
                 &mut seen,
-                &mut edges,
+                sink,
             );
         }
         start = end;
     }
-    edges
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -216,7 +284,7 @@ fn join_group(
     filter: PostFilter,
     last_match: &mut [u32],
     seen: &mut FxHashSet<(PostIx, AccountIx)>,
-    edges: &mut SignalEdges,
+    sink: &mut Sink,
 ) {
     let mut lo = 0;
     let mut hi = 0;
@@ -239,29 +307,37 @@ fn join_group(
                 }
             }
             last_match[b as usize] = stamp;
-            record(edges, item, other);
+            record(sink, item, other);
         }
     }
 }
 
-/// Counts `item`'s post as matched by `other`'s account.
-fn record(edges: &mut SignalEdges, item: &Keyed, other: &Keyed) {
+/// Counts `item`'s post as matched by `other`'s account (or keeps the pair as an example).
+fn record(sink: &mut Sink, item: &Keyed, other: &Keyed) {
     let (a, b) = (item.account, other.account);
     let key = (a.min(b), a.max(b));
-    let evidence = edges.pairs.entry(key).or_default();
-    if a < b {
-        evidence.low_to_high += 1;
-    } else {
-        evidence.high_to_low += 1;
-    }
-    if evidence.examples.len() < EXAMPLES_KEPT {
-        let example = if a < b {
-            (item.post, other.post)
-        } else {
-            (other.post, item.post)
-        };
-        if !evidence.examples.contains(&example) {
-            evidence.examples.push(example);
+    match sink {
+        Sink::Count(edges) => {
+            let counts = edges.pairs.entry(key).or_default();
+            if a < b {
+                counts.low_to_high += 1;
+            } else {
+                counts.high_to_low += 1;
+            }
+        }
+        Sink::Examples { wanted, found } => {
+            if !wanted.contains(&key) {
+                return;
+            }
+            let kept = found.entry(key).or_default();
+            let example = if a < b {
+                (item.post, other.post)
+            } else {
+                (other.post, item.post)
+            };
+            if kept.len() < EXAMPLES_KEPT && !kept.contains(&example) {
+                kept.push(example);
+            }
         }
     }
 }
@@ -273,7 +349,7 @@ const BAND_ROWS: usize = 4;
 
 /// Near-duplicate posts (Jaccard of word sets ≥ `similarity`, not identical after
 /// normalisation — those are co-tweets) by MinHash LSH instead of all pairs.
-fn near_duplicates(data: &Dataset, params: &CoActionParams) -> SignalEdges {
+fn near_duplicates(data: &Dataset, params: &CoActionParams, sink: &mut Sink) {
     let mut items = Vec::with_capacity(data.token_spans.len() * MINHASHES / BAND_ROWS);
     let mut span_of_post: FxHashMap<PostIx, usize> = FxHashMap::default();
     for (index, &span) in data.token_spans.iter().enumerate() {
@@ -310,7 +386,7 @@ fn near_duplicates(data: &Dataset, params: &CoActionParams) -> SignalEdges {
             _ => false,
         }
     };
-    join_on_key(data, items, params.window_ms, Some(&similar))
+    join_on_key(data, items, params.window_ms, Some(&similar), sink)
 }
 
 fn minhash(tokens: &[u32]) -> [u32; MINHASHES] {
@@ -360,9 +436,13 @@ pub fn shared_faces(data: &Dataset, max_distance: u32) -> SignalEdges {
                     continue;
                 };
                 if (fa.phash ^ fb.phash).count_ones() <= max_distance {
-                    let evidence = edges.pairs.entry((a.min(b), a.max(b))).or_default();
-                    evidence.low_to_high = 1;
-                    evidence.high_to_low = 1;
+                    edges.pairs.insert(
+                        (a.min(b), a.max(b)),
+                        PairCounts {
+                            low_to_high: 1,
+                            high_to_low: 1,
+                        },
+                    );
                 }
             }
         }
@@ -392,7 +472,7 @@ mod tests {
     }
 
     fn weights(data: &Dataset, signal: Signal) -> Vec<(String, String, u32, u32)> {
-        let edges = co_action(data, signal, &CoActionParams::default());
+        let edges = co_action_counts(data, signal, &CoActionParams::default());
         let mut out: Vec<_> = edges
             .pairs
             .iter()
