@@ -321,20 +321,7 @@ fn report_recovery(
         &std::fs::read(truth).with_context(|| format!("reading {}", truth.display()))?,
     )
     .context("parsing the truth file")?;
-    let flagged: Vec<(String, Vec<String>)> = analysis
-        .networks
-        .iter()
-        .filter(|n| n.flagged)
-        .map(|n| {
-            (
-                n.id.clone(),
-                n.accounts
-                    .iter()
-                    .map(|&a| data.accounts[a as usize].id.clone())
-                    .collect(),
-            )
-        })
-        .collect();
+    let flagged = analysis.flagged_accounts(data);
     let result = recovery(&truth, &flagged);
     for (name, found, f1) in &result.per_network {
         eprintln!(

@@ -122,6 +122,25 @@ pub struct Analysis {
     pub networks: Vec<Network>,
 }
 
+impl Analysis {
+    /// The flagged networks as (id, account ids), e.g. to compare with a simulator's truth.
+    pub fn flagged_accounts(&self, data: &Dataset) -> Vec<(String, Vec<String>)> {
+        self.networks
+            .iter()
+            .filter(|n| n.flagged)
+            .map(|n| {
+                (
+                    n.id.clone(),
+                    n.accounts
+                        .iter()
+                        .map(|&a| data.accounts[a as usize].id.clone())
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+}
+
 pub fn analyse(data: &Dataset, params: &AnalysisParams) -> Analysis {
     let clock = std::time::Instant::now();
     let mut by_signal = co_actions(data, &params.signals, &params.co_action);

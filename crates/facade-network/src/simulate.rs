@@ -238,18 +238,9 @@ pub fn simulate(out: &Path, params: &SimulateParams, qut: bool) -> std::io::Resu
 fn generate(writers: &mut Writers, params: &SimulateParams) -> std::io::Result<GroundTruth> {
     let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
     let mut world = World::new(&mut rng, params);
-    writers.users.write_record([
-        "userid",
-        "user_display_name",
-        "user_screen_name",
-        "user_reported_location",
-        "user_profile_description",
-        "user_profile_url",
-        "follower_count",
-        "following_count",
-        "account_creation_date",
-        "account_language",
-    ])?;
+    writers
+        .users
+        .write_record(crate::ingest::TWITTER_USER_COLUMNS)?;
     writers.tweets.write_record([
         "tweetid",
         "userid",
@@ -265,16 +256,7 @@ fn generate(writers: &mut Writers, params: &SimulateParams) -> std::io::Result<G
         "account_creation_date",
     ])?;
     if let Some(q) = writers.qut.as_mut() {
-        q.write_record([
-            "message_id",
-            "user_id",
-            "username",
-            "repost_id",
-            "reply_id",
-            "message",
-            "timestamp",
-            "urls",
-        ])?;
+        q.write_record(crate::ingest::QUT_COLUMNS)?;
     }
     let activity =
         LogNormal::new(params.mean_posts.max(1.0).ln() - 0.5, 1.0).expect("valid log-normal");

@@ -27,20 +27,7 @@ fn default_simulation_is_recovered_with_f1_at_least_0_9_and_no_organic_network()
         let (data, analysis, diag) = detect(dir.path());
         assert_eq!(diag.rejected, 0, "{}", diag.summary());
         assert_eq!(diag.posts_read, truth.posts);
-        let flagged: Vec<(String, Vec<String>)> = analysis
-            .networks
-            .iter()
-            .filter(|n| n.flagged)
-            .map(|n| {
-                (
-                    n.id.clone(),
-                    n.accounts
-                        .iter()
-                        .map(|&a| data.accounts[a as usize].id.clone())
-                        .collect(),
-                )
-            })
-            .collect();
+        let flagged = analysis.flagged_accounts(&data);
         let result = recovery(&truth, &flagged);
         eprintln!("seed {seed}: {:?}", result);
         for (name, found, f1) in &result.per_network {

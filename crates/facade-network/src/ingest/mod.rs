@@ -9,8 +9,10 @@ mod twitter_io;
 use std::path::{Path, PathBuf};
 
 pub use jsonl::{read_jsonl_accounts, read_jsonl_posts};
-pub use qut::read_qut_csv;
-pub use twitter_io::{read_twitter_tweets, read_twitter_users};
+pub use qut::{read_qut_csv, COLUMNS as QUT_COLUMNS};
+pub use twitter_io::{
+    read_twitter_tweets, read_twitter_users, USER_COLUMNS as TWITTER_USER_COLUMNS,
+};
 
 use crate::dataset::{Dataset, PostRefusal, RawPost};
 use crate::diagnostics::Diagnostics;

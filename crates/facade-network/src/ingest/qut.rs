@@ -11,7 +11,8 @@ use crate::dataset::{Dataset, RawPost};
 use crate::diagnostics::Diagnostics;
 use crate::time::parse_time_ms;
 
-const COLUMNS: &[&str] = &[
+/// The toolkit's columns, in its order.
+pub const COLUMNS: &[&str] = &[
     "message_id",
     "user_id",
     "username",

@@ -12,7 +12,8 @@ use crate::diagnostics::Diagnostics;
 use crate::pylist::parse_list;
 use crate::time::{parse_time_ms, refine_with_snowflake};
 
-const USER_COLUMNS: &[&str] = &[
+/// The users file's columns (the simulator writes them in this order).
+pub const USER_COLUMNS: &[&str] = &[
     "userid",
     "user_display_name",
     "user_screen_name",
