@@ -356,3 +356,61 @@ fn jsonl_export_is_read_and_a_missing_file_is_a_clear_error() {
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.csv"));
 }
+
+/// Profile pictures: scanned with the detectors, hashed, and the same picture on two
+/// accounts links them (shared-face) even without a single coordinated post.
+#[test]
+fn profile_pictures_are_scanned_and_a_reused_face_links_accounts() {
+    let faces = facade_detect::dataset::shared_faces_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    let picture = faces.join("fake/tpdne-1024/000_0002.jpg");
+    let other = faces.join("fake/tpdne-1024/000_0003.jpg");
+    // a, b and c wear the same face (c's copy re-encoded smaller); d another one.
+    std::fs::copy(&picture, images.join("a.jpg")).unwrap();
+    std::fs::copy(&picture, images.join("b.jpg")).unwrap();
+    let small = image::imageops::resize(
+        &image::open(&picture).unwrap().to_rgb8(),
+        256,
+        256,
+        image::imageops::FilterType::Triangle,
+    );
+    small.save(images.join("c.png")).unwrap();
+    std::fs::copy(&other, images.join("d.jpg")).unwrap();
+    let posts = dir.path().join("posts.jsonl");
+    let lines: String = ["a", "b", "c", "d"]
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{{\"id\": \"p{i}\", \"account\": \"{a}\", \"time\": {}, \"text\": \"hello {i}\"}}\n", 1_600_000_000 + i * 86_400))
+        .collect();
+    std::fs::write(&posts, lines).unwrap();
+    let out = dir.path().join("out");
+    let stderr = run_ok(
+        facade()
+            .arg("networks")
+            .arg("--posts")
+            .arg(&posts)
+            .arg("--images")
+            .arg(&images)
+            .arg("--out")
+            .arg(&out),
+    );
+    assert!(stderr.contains("scanned 4 profile pictures"), "{stderr}");
+    let networks = read_json(&out.join("networks.json"));
+    let top = &networks[0];
+    let mut members: Vec<&str> = top["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    members.sort();
+    assert_eq!(members, ["a", "b", "c"]);
+    assert_eq!(top["signals"]["shared_faces"], 3);
+    assert_eq!(top["signals"]["faces_scanned"], 3);
+    for member in top["members"].as_array().unwrap() {
+        let score = member["face"]["ai_score"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&score));
+    }
+}
