@@ -6,9 +6,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use facade_detect::{most_suspicious, Detectors};
-use facade_face::{DetectorConfig, FaceDetector};
-use facade_image::{decode, perceptual::perceptual_hash, DecodeLimits};
+use facade_face::DetectorConfig;
+use facade_image::{perceptual::perceptual_hash, DecodeLimits};
 use facade_network::dataset::{Dataset, FaceEvidence, IngestOptions};
 use facade_network::diagnostics::Diagnostics;
 use facade_network::networks::{analyse, AnalysisParams};
@@ -19,6 +18,8 @@ use facade_network::{export, ingest};
 use rayon::prelude::*;
 
 use crate::model_args::ModelArgs;
+use crate::output::Verdict;
+use crate::scan::{read_image, Judge};
 
 #[derive(clap::Args)]
 pub struct NetworksArgs {
@@ -266,44 +267,29 @@ fn scan_profile_images(
     images: &Path,
     model: &ModelArgs,
 ) -> anyhow::Result<usize> {
-    let map = image_map(data, images)?;
-    let detectors: Detectors = model.load()?;
-    let threshold = detectors.threshold(model.fpr);
-    let faces = FaceDetector::new(DetectorConfig::default()).context("loading the face model")?;
-    let limits = DecodeLimits::default();
-    let mut jobs: Vec<(u32, PathBuf)> = map.into_iter().collect();
+    let mut jobs: Vec<(u32, PathBuf)> = image_map(data, images)?.into_iter().collect();
     jobs.sort();
-    let results: Vec<(u32, Result<FaceEvidence, String>)> = jobs
+    let judge = Judge::new(DetectorConfig::default(), Some(model))?;
+    let limits = DecodeLimits::default();
+    let results: Vec<Result<FaceEvidence, String>> = jobs
         .par_iter()
-        .map(|(account, path)| {
-            let outcome = (|| -> Result<FaceEvidence, String> {
-                let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
-                let image = decode(&bytes, &limits).map_err(|e| e.to_string())?.image;
-                let found = faces.detect(&image).map_err(|e| e.to_string())?;
-                let scores = detectors
-                    .score_faces(&image, &found)
-                    .map_err(|e| e.to_string())?;
-                let score = most_suspicious(&scores).unwrap_or(0.0);
-                Ok(FaceEvidence {
-                    ai_score: score as f32,
-                    ai_made: !scores.is_empty() && score > threshold,
-                    phash: perceptual_hash(&image),
-                })
-            })();
-            (*account, outcome)
+        .map(|(_, path)| {
+            let image = read_image(path, &limits)?;
+            let judged = judge.look(&image)?;
+            Ok(FaceEvidence {
+                ai_score: judged.score.unwrap_or(0.0) as f32,
+                ai_made: judged.verdict == Some(Verdict::Ai),
+                phash: perceptual_hash(&image),
+            })
         })
         .collect();
     let mut scanned = 0;
-    for (account, outcome) in results {
-        let path = &jobs
-            .iter()
-            .find(|j| j.0 == account)
-            .map(|j| j.1.clone())
-            .unwrap_or_default();
+    for ((account, path), outcome) in jobs.into_iter().zip(results) {
         match outcome {
             Ok(face) => {
-                data.accounts[account as usize].face = Some(face);
-                data.accounts[account as usize].profile_image = Some(path.clone());
+                let account = &mut data.accounts[account as usize];
+                account.face = Some(face);
+                account.profile_image = Some(path);
                 scanned += 1;
             }
             Err(error) => eprintln!("facade: {}: {error}", path.display()),

@@ -14,9 +14,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use crossbeam_channel::{bounded, Receiver, Sender};
-use facade_detect::{most_suspicious, Detectors};
-use facade_face::{DetectorConfig, FaceDetector, MinFace};
-use facade_image::{decode, DecodeLimits};
+use facade_detect::{most_suspicious, Detectors, FaceScore};
+use facade_face::{DetectorConfig, Face, FaceDetector, MinFace};
+use facade_image::{decode, DecodeLimits, RgbImage};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::inputs::{self, Input};
@@ -54,10 +54,67 @@ pub struct ScanArgs {
 }
 
 /// The face stage, the detectors, and the operating point: everything a worker needs.
-struct Judge {
+pub(crate) struct Judge {
     faces: FaceDetector,
     /// The detectors and the score threshold of the operating point (none with --faces-only).
     scoring: Option<(Detectors, f64)>,
+}
+
+/// What the judge saw in one image.
+pub(crate) struct Judgement {
+    pub faces: Vec<Face>,
+    /// Per face, in the order of `faces` (empty without the detectors).
+    pub scores: Vec<FaceScore>,
+    /// The most suspicious face's score and the verdict at the operating point.
+    pub score: Option<f64>,
+    pub verdict: Option<Verdict>,
+}
+
+impl Judge {
+    /// The face stage with `config`, and the detectors of `model` unless it is `None`.
+    pub(crate) fn new(config: DetectorConfig, model: Option<&ModelArgs>) -> anyhow::Result<Judge> {
+        let scoring = match model {
+            Some(model) => {
+                let detectors = model.load()?;
+                let threshold = detectors.threshold(model.fpr);
+                Some((detectors, threshold))
+            }
+            None => None,
+        };
+        Ok(Judge {
+            faces: FaceDetector::new(config).context("loading the face model")?,
+            scoring,
+        })
+    }
+
+    pub(crate) fn look(&self, image: &RgbImage) -> Result<Judgement, String> {
+        let faces = self.faces.detect(image).map_err(|e| e.to_string())?;
+        let Some((detectors, threshold)) = &self.scoring else {
+            return Ok(Judgement {
+                faces,
+                scores: Vec::new(),
+                score: None,
+                verdict: None,
+            });
+        };
+        let scores = detectors
+            .score_faces(image, &faces)
+            .map_err(|e| e.to_string())?;
+        let score = most_suspicious(&scores).map(round_score);
+        let verdict = score.map(|s| {
+            if s > *threshold {
+                Verdict::Ai
+            } else {
+                Verdict::Real
+            }
+        });
+        Ok(Judgement {
+            faces,
+            scores,
+            score,
+            verdict,
+        })
+    }
 }
 
 fn parse_fraction(s: &str) -> Result<f32, String> {
@@ -85,17 +142,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         min_face: MinFace::Fraction(args.min_face),
         ..DetectorConfig::default()
     };
-    let scoring = if args.faces_only {
-        None
-    } else {
-        let detectors = args.model.load()?;
-        let threshold = detectors.threshold(args.model.fpr);
-        Some((detectors, threshold))
-    };
-    let judge = Judge {
-        faces: FaceDetector::new(config).context("loading the face model")?,
-        scoring,
-    };
+    let judge = Judge::new(config, (!args.faces_only).then_some(&args.model))?;
     let limits = DecodeLimits {
         max_pixels: (args.max_megapixels * 1e6) as u64,
         ..DecodeLimits::default()
@@ -177,33 +224,15 @@ fn display(path: &Path) -> String {
 fn scan_file(path: &Path, judge: &Judge, limits: &DecodeLimits) -> Record {
     let name = display(path);
     let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<Record, String> {
-        let bytes = read_limited(path, limits.max_file_bytes)?;
-        let decoded = decode(&bytes, limits).map_err(|e| e.to_string())?;
-        drop(bytes);
-        let image = decoded.image;
-        let faces = judge.faces.detect(&image).map_err(|e| e.to_string())?;
-        let (faces, score) = match &judge.scoring {
-            Some((detectors, _)) => {
-                let scores = detectors
-                    .score_faces(&image, &faces)
-                    .map_err(|e| e.to_string())?;
-                let records = faces
-                    .iter()
-                    .zip(&scores)
-                    .map(|(f, s)| FaceRecord::scored(f, s));
-                (records.collect(), most_suspicious(&scores).map(round_score))
-            }
-            None => (faces.iter().map(FaceRecord::from).collect::<Vec<_>>(), None),
+        let image = read_image(path, limits)?;
+        let judged = judge.look(&image)?;
+        let faces: Vec<FaceRecord> = if judged.scores.is_empty() {
+            judged.faces.iter().map(FaceRecord::from).collect()
+        } else {
+            let pairs = judged.faces.iter().zip(&judged.scores);
+            pairs.map(|(f, s)| FaceRecord::scored(f, s)).collect()
         };
-        let verdict = score
-            .zip(judge.scoring.as_ref())
-            .map(|(s, (_, threshold))| {
-                if s > *threshold {
-                    Verdict::Ai
-                } else {
-                    Verdict::Real
-                }
-            });
+        let (score, verdict) = (judged.score, judged.verdict);
         Ok(Record {
             path: name.clone(),
             status: if faces.is_empty() {
@@ -227,6 +256,12 @@ fn scan_file(path: &Path, judge: &Judge, limits: &DecodeLimits) -> Record {
             "internal error while scanning this file (caught)".into(),
         ),
     }
+}
+
+/// Reads (at most the size limit) and decodes one image file.
+pub(crate) fn read_image(path: &Path, limits: &DecodeLimits) -> Result<RgbImage, String> {
+    let bytes = read_limited(path, limits.max_file_bytes)?;
+    Ok(decode(&bytes, limits).map_err(|e| e.to_string())?.image)
 }
 
 fn read_limited(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {

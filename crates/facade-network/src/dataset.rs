@@ -9,7 +9,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
-use crate::text::{link_form, text_key, token_set, LinkMatch};
+use crate::text::{key_of_normalised, link_form, normalise_text, tokens_of_normalised, LinkMatch};
 
 pub type AccountIx = u32;
 pub type PostIx = u32;
@@ -184,14 +184,16 @@ impl Dataset {
         let ix = self.posts.len() as PostIx;
         let repost_of = raw.repost_of.map(str::trim).filter(|s| !s.is_empty());
         let original = repost_of.is_none();
+        // Normalised once: the text's key and its word set both read it.
+        let normalised = if original {
+            normalise_text(raw.text)
+        } else {
+            String::new()
+        };
         self.posts.push(Post {
             account,
             time_ms: raw.time_ms,
-            text_key: if original {
-                text_key(raw.text).map(key)
-            } else {
-                None
-            },
+            text_key: key_of_normalised(&normalised).map(key),
             repost_of: repost_of.map(|r| key(xxh3_64(r.as_bytes()))),
             reply_to: raw
                 .reply_to
@@ -205,7 +207,7 @@ impl Dataset {
         if original {
             self.keep_links(ix, &raw.urls);
             if self.options.near_duplicates {
-                self.keep_tokens(ix, raw.text);
+                self.keep_tokens(ix, &normalised);
             }
         }
         Ok(ix)
@@ -223,8 +225,8 @@ impl Dataset {
         self.links.extend(keys.into_iter().map(|k| (k, post)));
     }
 
-    fn keep_tokens(&mut self, post: PostIx, text: &str) {
-        let tokens = token_set(text);
+    fn keep_tokens(&mut self, post: PostIx, normalised: &str) {
+        let tokens = tokens_of_normalised(normalised);
         if tokens.len() >= self.options.min_tokens {
             self.token_spans
                 .push((post, self.token_data.len() as u32, tokens.len() as u32));

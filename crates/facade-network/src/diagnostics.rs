@@ -78,8 +78,9 @@ impl Diagnostics {
         }
     }
 
-    pub fn count_row(&mut self, file: &Path) {
-        *self.rows.entry(file.display().to_string()).or_default() += 1;
+    /// Adds `rows` rows seen in `file` (readers count locally and report once per file).
+    pub fn count_rows(&mut self, file: &Path, rows: u64) {
+        *self.rows.entry(file.display().to_string()).or_default() += rows;
     }
 
     /// One paragraph for a terminal.

@@ -142,11 +142,7 @@ impl Analysis {
 }
 
 pub fn analyse(data: &Dataset, params: &AnalysisParams) -> Analysis {
-    let clock = std::time::Instant::now();
     let mut by_signal = co_actions(data, &params.signals, &params.co_action);
-    if std::env::var_os("FACADE_TIMINGS").is_some() {
-        eprintln!("timing: co-actions {:.2} s", clock.elapsed().as_secs_f64());
-    }
     if params.signals.contains(&Signal::SharedFace) {
         by_signal.push((Signal::SharedFace, shared_faces(data, params.face_distance)));
     }
@@ -160,9 +156,6 @@ pub fn analyse(data: &Dataset, params: &AnalysisParams) -> Analysis {
     }
     let membership = communities(&graph, params.resolution);
     let networks = score_communities(data, &links, &bursts, &membership, params);
-    if std::env::var_os("FACADE_TIMINGS").is_some() {
-        eprintln!("timing: analysis {:.2} s", clock.elapsed().as_secs_f64());
-    }
     Analysis {
         signal_edges: by_signal,
         links,

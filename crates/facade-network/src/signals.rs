@@ -132,6 +132,18 @@ struct Keyed {
     post: PostIx,
 }
 
+impl Keyed {
+    fn of(data: &Dataset, key: u64, post: PostIx) -> Self {
+        let p = &data.posts[post as usize];
+        Keyed {
+            key,
+            time_ms: p.time_ms,
+            account: p.account,
+            post,
+        }
+    }
+}
+
 /// Computes the chosen co-action signals, in parallel.
 /// Example post pairs of `signal` for the `wanted` pairs (a second pass of the join).
 pub fn examples(
@@ -174,67 +186,34 @@ fn co_action_counts(data: &Dataset, signal: Signal, params: &CoActionParams) -> 
 }
 
 fn co_action(data: &Dataset, signal: Signal, params: &CoActionParams, sink: &mut Sink) {
-    let keyed = |key_of: fn(&crate::dataset::Post) -> Option<u64>| -> Vec<Keyed> {
-        data.posts
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| {
-                key_of(p).map(|key| Keyed {
-                    key,
-                    time_ms: p.time_ms,
-                    account: p.account,
-                    post: i as PostIx,
-                })
-            })
-            .collect()
+    // Signals with one key per post: a text, a reposted id, a reply target, a hashtag sequence.
+    let single_key: Option<fn(&crate::dataset::Post) -> Option<Key>> = match signal {
+        Signal::CoTweet => Some(|p| p.text_key),
+        Signal::CoRetweet => Some(|p| p.repost_of),
+        Signal::CoReply => Some(|p| p.reply_to),
+        Signal::CoHashtags => Some(|p| p.hashtag_key),
+        _ => None,
     };
+    if let Some(key_of) = single_key {
+        let items = (0..data.posts.len() as PostIx)
+            .filter_map(|post| {
+                key_of(&data.posts[post as usize]).map(|key| Keyed::of(data, key.get(), post))
+            })
+            .collect();
+        return join_on_key(data, items, params.window_ms, None, sink);
+    }
     match signal {
-        Signal::CoTweet => join_on_key(
-            data,
-            keyed(|p| p.text_key.map(Key::get)),
-            params.window_ms,
-            None,
-            sink,
-        ),
-        Signal::CoRetweet => join_on_key(
-            data,
-            keyed(|p| p.repost_of.map(Key::get)),
-            params.window_ms,
-            None,
-            sink,
-        ),
-        Signal::CoReply => join_on_key(
-            data,
-            keyed(|p| p.reply_to.map(Key::get)),
-            params.window_ms,
-            None,
-            sink,
-        ),
-        Signal::CoHashtags => join_on_key(
-            data,
-            keyed(|p| p.hashtag_key.map(Key::get)),
-            params.window_ms,
-            None,
-            sink,
-        ),
         Signal::CoLink => {
             let items = data
                 .links
                 .iter()
-                .map(|&(key, post)| {
-                    let p = &data.posts[post as usize];
-                    Keyed {
-                        key,
-                        time_ms: p.time_ms,
-                        account: p.account,
-                        post,
-                    }
-                })
+                .map(|&(key, post)| Keyed::of(data, key, post))
                 .collect();
+            // A post with several links sits in several groups: deduplicate its matches.
             join_on_key(data, items, params.window_ms, Some(&|_, _| true), sink)
         }
         Signal::CoSimilarTweet => near_duplicates(data, params, sink),
-        Signal::SharedFace => {}
+        _ => {}
     }
 }
 
@@ -351,11 +330,8 @@ const BAND_ROWS: usize = 4;
 /// normalisation — those are co-tweets) by MinHash LSH instead of all pairs.
 fn near_duplicates(data: &Dataset, params: &CoActionParams, sink: &mut Sink) {
     let mut items = Vec::with_capacity(data.token_spans.len() * MINHASHES / BAND_ROWS);
-    let mut span_of_post: FxHashMap<PostIx, usize> = FxHashMap::default();
-    for (index, &span) in data.token_spans.iter().enumerate() {
-        let (post, _, _) = span;
-        span_of_post.insert(post, index);
-        let p = &data.posts[post as usize];
+    for &span in &data.token_spans {
+        let post = span.0;
         let signature = minhash(data.tokens(span));
         for (band, rows) in signature.chunks(BAND_ROWS).enumerate() {
             let mut bytes = [0u8; 4 * BAND_ROWS + 1];
@@ -363,12 +339,7 @@ fn near_duplicates(data: &Dataset, params: &CoActionParams, sink: &mut Sink) {
             for (r, value) in rows.iter().enumerate() {
                 bytes[1 + 4 * r..5 + 4 * r].copy_from_slice(&value.to_le_bytes());
             }
-            items.push(Keyed {
-                key: xxh3_64(&bytes),
-                time_ms: p.time_ms,
-                account: p.account,
-                post,
-            });
+            items.push(Keyed::of(data, xxh3_64(&bytes), post));
         }
     }
     let similar = |i: PostIx, j: PostIx| {
@@ -376,8 +347,10 @@ fn near_duplicates(data: &Dataset, params: &CoActionParams, sink: &mut Sink) {
         if pi.text_key.is_some() && pi.text_key == pj.text_key {
             return false;
         }
-        match (span_of_post.get(&i), span_of_post.get(&j)) {
-            (Some(&si), Some(&sj)) => {
+        // Spans are stored in post order.
+        let span = |post: PostIx| data.token_spans.binary_search_by_key(&post, |s| s.0).ok();
+        match (span(i), span(j)) {
+            (Some(si), Some(sj)) => {
                 jaccard(
                     data.tokens(data.token_spans[si]),
                     data.tokens(data.token_spans[sj]),

@@ -39,14 +39,22 @@ fn is_python_space(c: char) -> bool {
 /// The key of a post's normalised text; `None` when nothing is left (a post of only mentions
 /// matches nothing — the toolkit would match all such posts with each other).
 pub fn text_key(text: &str) -> Option<u64> {
-    let normalised = normalise_text(text);
+    key_of_normalised(&normalise_text(text))
+}
+
+/// [`text_key`] of a text already passed through [`normalise_text`].
+pub fn key_of_normalised(normalised: &str) -> Option<u64> {
     (!normalised.is_empty()).then(|| xxh3_64(normalised.as_bytes()))
 }
 
 /// The set of word tokens of a post (lower-case, mentions removed, punctuation dropped),
 /// hashed and sorted, for near-duplicate detection.
 pub fn token_set(text: &str) -> Vec<u32> {
-    let normalised = normalise_text(text);
+    tokens_of_normalised(&normalise_text(text))
+}
+
+/// [`token_set`] of a text already passed through [`normalise_text`].
+pub fn tokens_of_normalised(normalised: &str) -> Vec<u32> {
     let mut tokens: Vec<u32> = normalised
         .split(|c: char| !c.is_alphanumeric() && c != '\'' && c != '#')
         .map(|t| t.trim_matches('\''))

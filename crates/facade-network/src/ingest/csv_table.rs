@@ -16,6 +16,8 @@ pub struct CsvTable {
     reader: csv::Reader<BufReader<File>>,
     columns: HashMap<String, usize>,
     width: usize,
+    /// Rows seen, reported to the diagnostics at the end of the file.
+    rows: u64,
 }
 
 /// One row that has the header's number of fields.
@@ -45,11 +47,11 @@ impl Row<'_> {
 
 impl CsvTable {
     /// Opens `path` and reads its header. `required` columns must be present; columns not in
-    /// `known` are noted in the diagnostics as unused.
+    /// any of the `known` lists are noted in the diagnostics as unused.
     pub fn open(
         path: &Path,
         required: &[&str],
-        known: &[&str],
+        known: &[&[&str]],
         diag: &mut Diagnostics,
     ) -> Result<Self, IngestError> {
         let file = File::open(path).map_err(|source| IngestError::Io {
@@ -91,7 +93,7 @@ impl CsvTable {
         }
         let mut unused: Vec<String> = columns
             .keys()
-            .filter(|c| !known.contains(&c.as_str()))
+            .filter(|c| !known.iter().any(|list| list.contains(&c.as_str())))
             .cloned()
             .collect();
         unused.sort();
@@ -104,7 +106,13 @@ impl CsvTable {
             reader,
             width: header.len(),
             columns,
+            rows: 0,
         })
+    }
+
+    fn end<'t>(&mut self, diag: &mut Diagnostics) -> Option<Row<'t>> {
+        diag.count_rows(&self.path, std::mem::take(&mut self.rows));
+        None
     }
 
     /// Reads the next row into `record`. Ragged rows and unreadable records are rejected in
@@ -116,11 +124,11 @@ impl CsvTable {
     ) -> Option<Row<'t>> {
         loop {
             match self.reader.read_byte_record(record) {
-                Ok(false) => return None,
+                Ok(false) => return self.end(diag),
                 Ok(true) => {}
                 Err(err) => {
                     let line = err.position().map_or(0, |p| p.line());
-                    diag.count_row(&self.path);
+                    self.rows += 1;
                     diag.reject(
                         &self.path,
                         line,
@@ -128,13 +136,13 @@ impl CsvTable {
                         format!("unreadable CSV record: {err}"),
                     );
                     if matches!(err.kind(), csv::ErrorKind::Io(_)) {
-                        return None;
+                        return self.end(diag);
                     }
                     continue;
                 }
             }
             let line = record.position().map_or(0, |p| p.line());
-            diag.count_row(&self.path);
+            self.rows += 1;
             if record.len() != self.width {
                 diag.reject(
                     &self.path,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use super::{add_post_or_reject, IngestError};
+use super::{add_post_or_reject, list_account, IngestError};
 use crate::dataset::{Dataset, RawPost};
 use crate::diagnostics::Diagnostics;
 use crate::time::parse_time_ms;
@@ -26,7 +26,7 @@ fn for_each_object(
     })?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut bytes = Vec::new();
-    let mut line = 0u64;
+    let (mut line, mut rows) = (0u64, 0u64);
     loop {
         bytes.clear();
         let read = reader
@@ -36,13 +36,14 @@ fn for_each_object(
                 source,
             })?;
         if read == 0 {
+            diag.count_rows(path, rows);
             return Ok(());
         }
         line += 1;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        diag.count_row(path);
+        rows += 1;
         let text = String::from_utf8_lossy(&bytes);
         if matches!(text, std::borrow::Cow::Owned(_)) {
             diag.warn(
@@ -94,40 +95,13 @@ pub fn read_jsonl_accounts(
 ) -> Result<(), IngestError> {
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     for_each_object(path, diag, |object, line, diag| {
-        let Some(id) = field(object, "id").filter(|id| !id.is_empty()) else {
-            diag.reject(path, line, "missing-id", "the account has no id".into());
-            return;
-        };
-        if data
-            .account_ix(&id)
-            .is_some_and(|ix| data.accounts[ix as usize].listed)
-        {
-            diag.reject(
-                path,
-                line,
-                "duplicate-id",
-                format!("account {id} was already read; the first is kept"),
-            );
-            return;
-        }
+        let id = field(object, "id").unwrap_or_default();
         let created = field(object, "created_at").unwrap_or_default();
-        let created_ms = parse_time_ms(&created);
-        if created_ms.is_none() && !created.is_empty() {
-            diag.warn(
-                path,
-                line,
-                "bad-time",
-                format!("account {id}: created_at {created:?} is not a time; left unknown"),
-            );
+        if let Some(account) = list_account(data, diag, path, line, &id, &created) {
+            account.handle = field(object, "handle").unwrap_or_default();
+            account.display_name = field(object, "display_name").unwrap_or_default();
+            account.profile_image = field(object, "profile_image").map(|p| resolve(&base, &p));
         }
-        let ix = data.account_entry(&id);
-        let account = &mut data.accounts[ix as usize];
-        account.listed = true;
-        account.handle = field(object, "handle").unwrap_or_default();
-        account.display_name = field(object, "display_name").unwrap_or_default();
-        account.created_ms = created_ms;
-        account.profile_image = field(object, "profile_image").map(|p| resolve(&base, &p));
-        diag.accounts_read += 1;
     })
 }
 

@@ -14,8 +14,9 @@ pub use twitter_io::{
     read_twitter_tweets, read_twitter_users, USER_COLUMNS as TWITTER_USER_COLUMNS,
 };
 
-use crate::dataset::{Dataset, PostRefusal, RawPost};
+use crate::dataset::{Account, Dataset, PostRefusal, RawPost};
 use crate::diagnostics::Diagnostics;
+use crate::time::parse_time_ms;
 
 /// A whole file could not be read (missing, unreadable, no header, a required column absent).
 #[derive(Debug, thiserror::Error)]
@@ -66,4 +67,48 @@ fn add_post_or_reject(
             format!("post {id} has no account id"),
         ),
     }
+}
+
+/// Lists an account read from an accounts/users file and returns it for its details. Refused
+/// (and reported) without an id or when the id was already listed; a creation time that does
+/// not parse is a warning and stays unknown.
+fn list_account<'d>(
+    data: &'d mut Dataset,
+    diag: &mut Diagnostics,
+    path: &Path,
+    line: u64,
+    id: &str,
+    created: &str,
+) -> Option<&'d mut Account> {
+    if id.is_empty() {
+        diag.reject(path, line, "missing-id", "the account has no id".into());
+        return None;
+    }
+    if data
+        .account_ix(id)
+        .is_some_and(|ix| data.accounts[ix as usize].listed)
+    {
+        diag.reject(
+            path,
+            line,
+            "duplicate-id",
+            format!("account {id} was already read; the first is kept"),
+        );
+        return None;
+    }
+    let created_ms = parse_time_ms(created);
+    if created_ms.is_none() && !created.is_empty() {
+        diag.warn(
+            path,
+            line,
+            "bad-time",
+            format!("account {id}: creation time {created:?} is not a time; left unknown"),
+        );
+    }
+    diag.accounts_read += 1;
+    let ix = data.account_entry(id);
+    let account = &mut data.accounts[ix as usize];
+    account.listed = true;
+    account.created_ms = created_ms;
+    Some(account)
 }

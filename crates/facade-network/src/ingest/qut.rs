@@ -28,7 +28,12 @@ pub fn read_qut_csv(
     data: &mut Dataset,
     diag: &mut Diagnostics,
 ) -> Result<(), IngestError> {
-    let mut table = CsvTable::open(path, &["message_id", "user_id", "timestamp"], COLUMNS, diag)?;
+    let mut table = CsvTable::open(
+        path,
+        &["message_id", "user_id", "timestamp"],
+        &[COLUMNS],
+        diag,
+    )?;
     let path = table.path.clone();
     let mut record = ByteRecord::new();
     while let Some(row) = table.next_row(&mut record, diag) {

@@ -6,7 +6,7 @@ use std::path::Path;
 use csv::ByteRecord;
 
 use super::csv_table::{CsvTable, Row};
-use super::{add_post_or_reject, IngestError};
+use super::{add_post_or_reject, list_account, IngestError};
 use crate::dataset::{Dataset, RawPost};
 use crate::diagnostics::Diagnostics;
 use crate::pylist::parse_list;
@@ -26,18 +26,9 @@ pub const USER_COLUMNS: &[&str] = &[
     "account_language",
 ];
 
+/// The tweets file repeats the users file's columns ([`USER_COLUMNS`]) and adds these.
 const TWEET_COLUMNS: &[&str] = &[
     "tweetid",
-    "userid",
-    "user_display_name",
-    "user_screen_name",
-    "user_reported_location",
-    "user_profile_description",
-    "user_profile_url",
-    "follower_count",
-    "following_count",
-    "account_creation_date",
-    "account_language",
     "tweet_language",
     "tweet_text",
     "tweet_time",
@@ -66,7 +57,7 @@ pub fn read_twitter_users(
     data: &mut Dataset,
     diag: &mut Diagnostics,
 ) -> Result<(), IngestError> {
-    let mut table = CsvTable::open(path, &["userid"], USER_COLUMNS, diag)?;
+    let mut table = CsvTable::open(path, &["userid"], &[USER_COLUMNS], diag)?;
     let path = table.path.clone();
     let mut record = ByteRecord::new();
     while let Some(row) = table.next_row(&mut record, diag) {
@@ -77,44 +68,11 @@ pub fn read_twitter_users(
 
 fn read_user_row(row: &Row, path: &Path, data: &mut Dataset, diag: &mut Diagnostics) {
     let id = row.text("userid");
-    if id.is_empty() {
-        diag.reject(
-            path,
-            row.line,
-            "missing-id",
-            "the account has no userid".into(),
-        );
-        return;
-    }
-    if data
-        .account_ix(&id)
-        .is_some_and(|ix| data.accounts[ix as usize].listed)
-    {
-        diag.reject(
-            path,
-            row.line,
-            "duplicate-id",
-            format!("account {id} was already read; the first is kept"),
-        );
-        return;
-    }
     let created = row.text("account_creation_date");
-    let created_ms = parse_time_ms(&created);
-    if created_ms.is_none() && !created.is_empty() {
-        diag.warn(
-            path,
-            row.line,
-            "bad-time",
-            format!("account {id}: creation date {created:?} is not a date; left unknown"),
-        );
+    if let Some(account) = list_account(data, diag, path, row.line, &id, &created) {
+        account.handle = row.text("user_screen_name").into_owned();
+        account.display_name = row.text("user_display_name").into_owned();
     }
-    let ix = data.account_entry(&id);
-    let account = &mut data.accounts[ix as usize];
-    account.listed = true;
-    account.handle = row.text("user_screen_name").into_owned();
-    account.display_name = row.text("user_display_name").into_owned();
-    account.created_ms = created_ms;
-    diag.accounts_read += 1;
 }
 
 /// Reads the tweets file: one post per row. Accounts not in the users file are created from
@@ -124,7 +82,12 @@ pub fn read_twitter_tweets(
     data: &mut Dataset,
     diag: &mut Diagnostics,
 ) -> Result<(), IngestError> {
-    let mut table = CsvTable::open(path, &["tweetid", "userid"], TWEET_COLUMNS, diag)?;
+    let mut table = CsvTable::open(
+        path,
+        &["tweetid", "userid"],
+        &[USER_COLUMNS, TWEET_COLUMNS],
+        diag,
+    )?;
     let path = table.path.clone();
     let mut record = ByteRecord::new();
     while let Some(row) = table.next_row(&mut record, diag) {
@@ -148,10 +111,10 @@ fn read_tweet_row(row: &Row, path: &Path, data: &mut Dataset, diag: &mut Diagnos
         return;
     };
     let text = row.text("tweet_text");
-    let is_retweet = matches!(
-        row.text("is_retweet").to_lowercase().as_str(),
-        "true" | "1" | "yes"
-    );
+    let is_retweet_field = row.text("is_retweet");
+    let is_retweet = ["true", "1", "yes"]
+        .iter()
+        .any(|t| is_retweet_field.eq_ignore_ascii_case(t));
     let mut retweet_of = row.text("retweet_tweetid").into_owned();
     if is_retweet && retweet_of.is_empty() {
         // Older releases leave the source empty: the retweeted text identifies it.
