@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
+use facade_detect::judge::read_image;
+use facade_detect::{Judge, Verdict};
 use facade_face::DetectorConfig;
 use facade_image::{perceptual::perceptual_hash, DecodeLimits};
 use facade_network::dataset::{Dataset, FaceEvidence, IngestOptions};
@@ -18,8 +20,6 @@ use facade_network::{export, ingest};
 use rayon::prelude::*;
 
 use crate::model_args::ModelArgs;
-use crate::output::Verdict;
-use crate::scan::{read_image, Judge};
 
 #[derive(clap::Args)]
 pub struct NetworksArgs {
@@ -269,7 +269,8 @@ fn scan_profile_images(
 ) -> anyhow::Result<usize> {
     let mut jobs: Vec<(u32, PathBuf)> = image_map(data, images)?.into_iter().collect();
     jobs.sort();
-    let judge = Judge::new(DetectorConfig::default(), Some(model))?;
+    let judge = Judge::new(DetectorConfig::default(), Some((model.load()?, model.fpr)))
+        .context("loading the face model")?;
     let limits = DecodeLimits::default();
     let results: Vec<Result<FaceEvidence, String>> = jobs
         .par_iter()

@@ -2,145 +2,7 @@
 
 use std::io::Write;
 
-use std::collections::BTreeMap;
-
-use facade_detect::FaceScore;
-use facade_face::Face;
-use serde::Serialize;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Ok,
-    NoFace,
-    Error,
-}
-
-impl Status {
-    fn as_str(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::NoFace => "no_face",
-            Status::Error => "error",
-        }
-    }
-}
-
-/// A face as written out: coordinates rounded to 1/100 px, confidence to 5 digits.
-#[derive(Debug, Clone, Serialize)]
-pub struct FaceRecord {
-    #[serde(rename = "box")]
-    pub bbox: [f64; 4],
-    pub confidence: f64,
-    pub landmarks: [[f64; 2]; 5],
-    /// Fused probability that the face is generated.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub score: Option<f64>,
-    /// Each detector's raw value and its contribution to the log-odds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub evidence: Option<BTreeMap<&'static str, Evidence>>,
-}
-
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Evidence {
-    pub value: f64,
-    pub contribution: f64,
-}
-
-fn round(v: f64, digits: i32) -> f64 {
-    let k = 10f64.powi(digits);
-    (v * k).round() / k
-}
-
-/// Scores as written out: 5 digits, the same for a face and for its image.
-pub fn round_score(score: f64) -> f64 {
-    round(score, 5)
-}
-
-impl From<&Face> for FaceRecord {
-    fn from(face: &Face) -> Self {
-        let px = |v: f32| round(f64::from(v), 2);
-        FaceRecord {
-            bbox: face.bbox.map(px),
-            confidence: round(f64::from(face.confidence), 5),
-            landmarks: face.landmarks.map(|[x, y]| [px(x), px(y)]),
-            score: None,
-            evidence: None,
-        }
-    }
-}
-
-impl FaceRecord {
-    pub fn scored(face: &Face, score: &FaceScore) -> Self {
-        let evidence = score
-            .evidence
-            .iter()
-            .map(|c| {
-                let e = Evidence {
-                    value: round(f64::from(c.value), 5),
-                    contribution: round(c.log_odds, 4),
-                };
-                (c.detector, e)
-            })
-            .collect();
-        FaceRecord {
-            score: Some(round_score(score.score)),
-            evidence: Some(evidence),
-            ..FaceRecord::from(face)
-        }
-    }
-}
-
-/// The decision at the operating point.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    Ai,
-    Real,
-}
-
-impl Verdict {
-    fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Ai => "ai",
-            Verdict::Real => "real",
-        }
-    }
-}
-
-/// One line of `facade scan` output: one per input, whatever happened to it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Record {
-    pub path: String,
-    pub status: Status,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub width: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub height: Option<u32>,
-    /// The most suspicious face's score; absent when there is no face.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub score: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub verdict: Option<Verdict>,
-    pub faces: Vec<FaceRecord>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-impl Record {
-    pub fn failed(path: String, error: String) -> Record {
-        Record {
-            path,
-            status: Status::Error,
-            width: None,
-            height: None,
-            score: None,
-            verdict: None,
-            faces: Vec::new(),
-            error: Some(error),
-        }
-    }
-}
+pub use facade_detect::record::{Record, Status, Verdict};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -301,6 +163,8 @@ impl<W: Write> RecordWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use facade_detect::record::FaceRecord;
+    use facade_face::Face;
 
     fn sample() -> Record {
         Record {

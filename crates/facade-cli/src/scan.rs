@@ -6,22 +6,21 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufWriter, IsTerminal, Read, Write};
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
 use crossbeam_channel::{bounded, Receiver, Sender};
-use facade_detect::{most_suspicious, Detectors, FaceScore};
-use facade_face::{DetectorConfig, Face, FaceDetector, MinFace};
-use facade_image::{decode, DecodeLimits, RgbImage};
+use facade_detect::Judge;
+use facade_face::{DetectorConfig, MinFace};
+use facade_image::DecodeLimits;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::inputs::{self, Input};
 use crate::model_args::ModelArgs;
-use crate::output::{round_score, FaceRecord, Format, Record, RecordWriter, Status, Verdict};
+use crate::output::{Format, Record, RecordWriter, Status};
 
 #[derive(clap::Args)]
 pub struct ScanArgs {
@@ -53,70 +52,6 @@ pub struct ScanArgs {
     model: ModelArgs,
 }
 
-/// The face stage, the detectors, and the operating point: everything a worker needs.
-pub(crate) struct Judge {
-    faces: FaceDetector,
-    /// The detectors and the score threshold of the operating point (none with --faces-only).
-    scoring: Option<(Detectors, f64)>,
-}
-
-/// What the judge saw in one image.
-pub(crate) struct Judgement {
-    pub faces: Vec<Face>,
-    /// Per face, in the order of `faces` (empty without the detectors).
-    pub scores: Vec<FaceScore>,
-    /// The most suspicious face's score and the verdict at the operating point.
-    pub score: Option<f64>,
-    pub verdict: Option<Verdict>,
-}
-
-impl Judge {
-    /// The face stage with `config`, and the detectors of `model` unless it is `None`.
-    pub(crate) fn new(config: DetectorConfig, model: Option<&ModelArgs>) -> anyhow::Result<Judge> {
-        let scoring = match model {
-            Some(model) => {
-                let detectors = model.load()?;
-                let threshold = detectors.threshold(model.fpr);
-                Some((detectors, threshold))
-            }
-            None => None,
-        };
-        Ok(Judge {
-            faces: FaceDetector::new(config).context("loading the face model")?,
-            scoring,
-        })
-    }
-
-    pub(crate) fn look(&self, image: &RgbImage) -> Result<Judgement, String> {
-        let faces = self.faces.detect(image).map_err(|e| e.to_string())?;
-        let Some((detectors, threshold)) = &self.scoring else {
-            return Ok(Judgement {
-                faces,
-                scores: Vec::new(),
-                score: None,
-                verdict: None,
-            });
-        };
-        let scores = detectors
-            .score_faces(image, &faces)
-            .map_err(|e| e.to_string())?;
-        let score = most_suspicious(&scores).map(round_score);
-        let verdict = score.map(|s| {
-            if s > *threshold {
-                Verdict::Ai
-            } else {
-                Verdict::Real
-            }
-        });
-        Ok(Judgement {
-            faces,
-            scores,
-            score,
-            verdict,
-        })
-    }
-}
-
 fn parse_fraction(s: &str) -> Result<f32, String> {
     match s.parse::<f32>() {
         Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
@@ -142,7 +77,11 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         min_face: MinFace::Fraction(args.min_face),
         ..DetectorConfig::default()
     };
-    let judge = Judge::new(config, (!args.faces_only).then_some(&args.model))?;
+    let detectors = match args.faces_only {
+        true => None,
+        false => Some((args.model.load()?, args.model.fpr)),
+    };
+    let judge = Judge::new(config, detectors).context("loading the face model")?;
     let limits = DecodeLimits {
         max_pixels: (args.max_megapixels * 1e6) as u64,
         ..DecodeLimits::default()
@@ -207,73 +146,15 @@ fn worker(rx: Receiver<Input>, tx: Sender<(u64, Record)>, judge: &Judge, limits:
     for input in rx {
         let index = input.index();
         let record = match input {
-            Input::Unreadable { path, error, .. } => Record::failed(display(&path), error),
-            Input::File { path, .. } => scan_file(&path, judge, limits),
+            Input::Unreadable { path, error, .. } => {
+                Record::failed(path.to_string_lossy().into_owned(), error)
+            }
+            Input::File { path, .. } => judge.record_file(&path, limits),
         };
         if tx.send((index, record)).is_err() {
             return;
         }
     }
-}
-
-fn display(path: &Path) -> String {
-    path.to_string_lossy().into_owned()
-}
-
-/// Scans one file; every failure becomes an error record, a panic included.
-fn scan_file(path: &Path, judge: &Judge, limits: &DecodeLimits) -> Record {
-    let name = display(path);
-    let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<Record, String> {
-        let image = read_image(path, limits)?;
-        let judged = judge.look(&image)?;
-        let faces: Vec<FaceRecord> = if judged.scores.is_empty() {
-            judged.faces.iter().map(FaceRecord::from).collect()
-        } else {
-            let pairs = judged.faces.iter().zip(&judged.scores);
-            pairs.map(|(f, s)| FaceRecord::scored(f, s)).collect()
-        };
-        let (score, verdict) = (judged.score, judged.verdict);
-        Ok(Record {
-            path: name.clone(),
-            status: if faces.is_empty() {
-                Status::NoFace
-            } else {
-                Status::Ok
-            },
-            width: Some(image.width()),
-            height: Some(image.height()),
-            score,
-            verdict,
-            faces,
-            error: None,
-        })
-    }));
-    match outcome {
-        Ok(Ok(record)) => record,
-        Ok(Err(error)) => Record::failed(name, error),
-        Err(_) => Record::failed(
-            name,
-            "internal error while scanning this file (caught)".into(),
-        ),
-    }
-}
-
-/// Reads (at most the size limit) and decodes one image file.
-pub(crate) fn read_image(path: &Path, limits: &DecodeLimits) -> Result<RgbImage, String> {
-    let bytes = read_limited(path, limits.max_file_bytes)?;
-    Ok(decode(&bytes, limits).map_err(|e| e.to_string())?.image)
-}
-
-fn read_limited(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
-    let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
-    let mut bytes = Vec::new();
-    file.take(max_bytes + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    if bytes.len() as u64 > max_bytes {
-        return Err(format!("file too large: more than {max_bytes} bytes"));
-    }
-    Ok(bytes)
 }
 
 /// Writes records in input order, holding back only those that finished early.

@@ -17,7 +17,8 @@
 //! embedded in the binary). [`training`] rebuilds every learned part from a labelled manifest,
 //! deterministically; [`dataset`] holds the manifest, the content-hash split and the
 //! degradations (resizing, JPEG re-encoding) shared by training and evaluation, and
-//! [`metrics`] the ROC figures.
+//! [`metrics`] the ROC figures. [`judge::Judge`] runs the whole look at one image (decode,
+//! faces, scores, verdict) and [`record::Record`] is what it says, as every front end writes it.
 
 pub mod align;
 pub mod classifier;
@@ -26,9 +27,13 @@ pub mod embedding;
 pub mod evaluation;
 pub mod fusion;
 pub mod geometry;
+pub mod judge;
 pub mod metrics;
 pub mod model;
+pub mod record;
 pub mod training;
 
 pub use fusion::Contribution;
+pub use judge::{Judge, Judgement};
 pub use model::{most_suspicious, Detectors, FaceScore, ModelError};
+pub use record::{Record, Verdict};
