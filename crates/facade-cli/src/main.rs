@@ -6,6 +6,7 @@ mod model_args;
 mod networks;
 mod output;
 mod scan;
+mod serve;
 mod simulate;
 mod train;
 
@@ -34,6 +35,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Find networks of coordinated accounts in an account export.
     Networks(Box<networks::NetworksArgs>),
+    /// Serve the HTTP API and the review page.
+    Serve(Box<serve::ServeArgs>),
     /// Write a synthetic account export with planted networks and its ground truth.
     Simulate(simulate::SimulateArgs),
 }
@@ -44,7 +47,9 @@ fn main() -> ExitCode {
     // otherwise also fan out onto rayon's pool and fight the workers (measured: 134 → 185
     // images/s on 2 cores). Set before any thread exists; the user's own setting wins.
     // Training is the opposite: one batch at a time, so its matrix products use every core.
-    if matches!(cli.command, Command::Scan(_)) && std::env::var_os("RAYON_NUM_THREADS").is_none() {
+    if matches!(cli.command, Command::Scan(_) | Command::Serve(_))
+        && std::env::var_os("RAYON_NUM_THREADS").is_none()
+    {
         std::env::set_var("RAYON_NUM_THREADS", "1");
     }
     let result = match cli.command {
@@ -53,6 +58,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval::run(args),
         Command::Networks(args) => networks::run(*args),
         Command::Simulate(args) => simulate::run(args),
+        Command::Serve(args) => serve::run(*args),
     };
     match result {
         Ok(code) => code,

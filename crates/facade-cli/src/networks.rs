@@ -6,10 +6,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use facade_detect::judge::read_image;
+use facade_detect::judge::{read_limited, sha256_hex};
 use facade_detect::{Judge, Verdict};
 use facade_face::DetectorConfig;
-use facade_image::{perceptual::perceptual_hash, DecodeLimits};
+use facade_image::thumbnail::jpeg_thumbnail;
+use facade_image::{decode, perceptual::perceptual_hash, DecodeLimits};
 use facade_network::dataset::{Dataset, FaceEvidence, IngestOptions};
 use facade_network::diagnostics::Diagnostics;
 use facade_network::networks::{analyse, AnalysisParams};
@@ -17,6 +18,7 @@ use facade_network::signals::{CoActionParams, Signal};
 use facade_network::simulate::{recovery, GroundTruth};
 use facade_network::text::LinkMatch;
 use facade_network::{export, ingest};
+use facade_store::{Account as StoredAccount, NewNetwork, NewScan, Store};
 use rayon::prelude::*;
 
 use crate::model_args::ModelArgs;
@@ -76,6 +78,10 @@ pub struct NetworksArgs {
     /// QUT toolkit's directed form (large: coincidences included).
     #[arg(long)]
     signal_edges: bool,
+    /// Also keep the networks, their accounts and the scanned pictures in this store, for
+    /// `facade serve`'s review page (see `facade serve --db`).
+    #[arg(long, value_name = "PATH")]
+    db: Option<PathBuf>,
     /// A simulator's truth.json: print how well the planted networks were recovered.
     #[arg(long, value_name = "JSON")]
     truth: Option<PathBuf>,
@@ -133,10 +139,18 @@ pub fn run(args: NetworksArgs) -> anyhow::Result<ExitCode> {
     let (mut data, diag) = read_inputs(&args, options)?;
     data.finish_reading();
     eprintln!("facade: {}", diag.summary());
-    if let Some(images) = &args.images {
-        let scanned = scan_profile_images(&mut data, images, &args.model)?;
-        eprintln!("facade: scanned {scanned} profile pictures");
-    }
+    let mut pictures = Vec::new();
+    let judge = match &args.images {
+        Some(images) => {
+            let detectors = (args.model.load()?, args.model.fpr);
+            let judge = Judge::new(DetectorConfig::default(), Some(detectors))
+                .context("loading the face model")?;
+            pictures = scan_profile_images(&mut data, images, &judge)?;
+            eprintln!("facade: scanned {} profile pictures", pictures.len());
+            Some(judge)
+        }
+        None => None,
+    };
     let params = AnalysisParams {
         co_action: CoActionParams {
             window_ms: args.window,
@@ -183,6 +197,10 @@ pub fn run(args: NetworksArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(truth) = &args.truth {
         report_recovery(truth, &data, &analysis)?;
+    }
+    if let Some(db) = &args.db {
+        let stored = store_run(db, &args.out, &data, &pictures, judge.as_ref())?;
+        eprintln!("facade: kept {stored} networks in {}", db.display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -259,44 +277,152 @@ fn image_map(data: &Dataset, images: &Path) -> anyhow::Result<HashMap<u32, PathB
     Ok(map)
 }
 
+/// A profile picture as scanned: kept in the store with `--db`.
+struct Picture {
+    account: u32,
+    sha256: String,
+    record: facade_detect::Record,
+    thumbnail: Vec<u8>,
+}
+
 /// Scans every account's picture: the most suspicious face's score, the verdict at the
 /// model's operating point, and a perceptual hash. Unreadable pictures are reported and left
 /// out; the accounts stay.
 fn scan_profile_images(
     data: &mut Dataset,
     images: &Path,
-    model: &ModelArgs,
-) -> anyhow::Result<usize> {
+    judge: &Judge,
+) -> anyhow::Result<Vec<Picture>> {
     let mut jobs: Vec<(u32, PathBuf)> = image_map(data, images)?.into_iter().collect();
     jobs.sort();
-    let judge = Judge::new(DetectorConfig::default(), Some((model.load()?, model.fpr)))
-        .context("loading the face model")?;
     let limits = DecodeLimits::default();
-    let results: Vec<Result<FaceEvidence, String>> = jobs
+    let results: Vec<Result<(FaceEvidence, Picture), String>> = jobs
         .par_iter()
-        .map(|(_, path)| {
-            let image = read_image(path, &limits)?;
-            let judged = judge.look(&image)?;
-            Ok(FaceEvidence {
+        .map(|(account, path)| {
+            let bytes = read_limited(path, limits.max_file_bytes)?;
+            let image = decode(&bytes, &limits).map_err(|e| e.to_string())?.image;
+            let (record, judged) = judge.record_image(&path.to_string_lossy(), &image)?;
+            let evidence = FaceEvidence {
                 ai_score: judged.score.unwrap_or(0.0) as f32,
                 ai_made: judged.verdict == Some(Verdict::Ai),
                 phash: perceptual_hash(&image),
-            })
+            };
+            let picture = Picture {
+                account: *account,
+                sha256: sha256_hex(&bytes),
+                record,
+                thumbnail: jpeg_thumbnail(&image, 160),
+            };
+            Ok((evidence, picture))
         })
         .collect();
-    let mut scanned = 0;
+    let mut pictures = Vec::new();
     for ((account, path), outcome) in jobs.into_iter().zip(results) {
         match outcome {
-            Ok(face) => {
+            Ok((face, picture)) => {
                 let account = &mut data.accounts[account as usize];
                 account.face = Some(face);
                 account.profile_image = Some(path);
-                scanned += 1;
+                pictures.push(picture);
             }
             Err(error) => eprintln!("facade: {}: {error}", path.display()),
         }
     }
-    Ok(scanned)
+    Ok(pictures)
+}
+
+/// Keeps this run in the store: the scanned pictures, every network of `networks.json` and
+/// the accounts that are in a network or have a picture.
+fn store_run(
+    db: &Path,
+    out: &Path,
+    data: &Dataset,
+    pictures: &[Picture],
+    judge: Option<&Judge>,
+) -> anyhow::Result<usize> {
+    let mut store = Store::open(db)?;
+    if let Some(judge) = judge {
+        for picture in pictures {
+            let mut record = serde_json::to_value(&picture.record)?;
+            record["path"] = serde_json::Value::String(String::new());
+            store.put_scan(&NewScan {
+                sha256: &picture.sha256,
+                judge: judge.fingerprint(),
+                record: &record,
+                score: picture.record.score,
+                verdict: picture.record.verdict.map(|v| v.as_str()),
+                thumbnail: Some(&picture.thumbnail),
+            })?;
+        }
+    }
+    let path = out.join("networks.json");
+    let written: Vec<serde_json::Value> = serde_json::from_slice(
+        &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+    )
+    .with_context(|| format!("parsing {}", path.display()))?;
+    let picture_of: HashMap<u32, &Picture> = pictures.iter().map(|p| (p.account, p)).collect();
+    let index_of: HashMap<&str, u32> = data
+        .accounts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.id.as_str(), i as u32))
+        .collect();
+    let mut networks = Vec::new();
+    let mut accounts: HashMap<u32, StoredAccount> = HashMap::new();
+    let mut members_of = Vec::new();
+    for network in &written {
+        let label = network["id"].as_str().unwrap_or_default();
+        let members: Vec<String> = network["accounts"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for id in &members {
+            if let Some(&ix) = index_of.get(id.as_str()) {
+                let account = stored_account(data, ix, &picture_of);
+                accounts.insert(
+                    ix,
+                    StoredAccount {
+                        network: Some(label.to_owned()),
+                        ..account
+                    },
+                );
+            }
+        }
+        members_of.push((label, members));
+    }
+    for picture in pictures {
+        accounts
+            .entry(picture.account)
+            .or_insert_with(|| stored_account(data, picture.account, &picture_of));
+    }
+    for ((label, members), network) in members_of.iter().zip(&written) {
+        networks.push(NewNetwork {
+            label,
+            score: network["score"].as_f64().unwrap_or(0.0),
+            flagged: network["flagged"].as_bool().unwrap_or(false),
+            members,
+            record: network,
+        });
+    }
+    let mut accounts: Vec<StoredAccount> = accounts.into_values().collect();
+    accounts.sort_by(|a, b| a.id.cmp(&b.id));
+    store.put_run(&out.display().to_string(), &networks, &accounts)?;
+    Ok(networks.len())
+}
+
+fn stored_account(data: &Dataset, ix: u32, pictures: &HashMap<u32, &Picture>) -> StoredAccount {
+    let account = &data.accounts[ix as usize];
+    StoredAccount {
+        id: account.id.clone(),
+        handle: account.handle.clone(),
+        network: None,
+        image_sha256: pictures.get(&ix).map(|p| p.sha256.clone()),
+        ai_score: account.face.map(|f| f64::from(f.ai_score)),
+    }
 }
 
 fn report_recovery(

@@ -45,6 +45,7 @@ const CSV_HEADER: &[&str] = &[
     "geometry",
     "embedding",
     "classifier",
+    "sha256",
 ];
 
 impl<W: Write> RecordWriter<W> {
@@ -109,6 +110,7 @@ impl<W: Write> RecordWriter<W> {
                 .map(|e| e.value.to_string());
             row.push(value.unwrap_or_default());
         }
+        row.push(record.sha256.clone().unwrap_or_default());
         let mut csv = csv::WriterBuilder::new().from_writer(Vec::new());
         if !self.wrote_header {
             csv.write_record(CSV_HEADER)?;
@@ -170,6 +172,7 @@ mod tests {
         Record {
             path: "a, b.jpg".into(),
             status: Status::Ok,
+            sha256: None,
             width: Some(10),
             height: Some(20),
             faces: vec![FaceRecord::from(&Face {

@@ -17,6 +17,7 @@ use crate::{most_suspicious, Detectors, FaceScore};
 /// The face stage, the detectors, and the operating point.
 pub struct Judge {
     faces: FaceDetector,
+    fingerprint: String,
     /// The detectors and the score threshold of the operating point (none: faces only).
     scoring: Option<(Detectors, f64)>,
 }
@@ -38,14 +39,26 @@ impl Judge {
         config: DetectorConfig,
         detectors: Option<(Detectors, f64)>,
     ) -> Result<Judge, DetectError> {
+        let fingerprint = match &detectors {
+            Some((detectors, fpr)) => format!("{}@fpr={fpr}", detectors.fingerprint()),
+            None => "faces-only".to_owned(),
+        };
+        let fingerprint = format!("{fingerprint};min_face={:?}", config.min_face);
         let scoring = detectors.map(|(detectors, fpr)| {
             let threshold = detectors.threshold(fpr);
             (detectors, threshold)
         });
         Ok(Judge {
             faces: FaceDetector::new(config)?,
+            fingerprint,
             scoring,
         })
+    }
+
+    /// What decides this judge's records (model, operating point, face size): two judges with
+    /// the same fingerprint give the same record for the same bytes.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// Whether the detectors run (false: faces and landmarks only).
@@ -85,19 +98,21 @@ impl Judge {
     /// The record of one encoded image named `name`; every failure becomes an error record,
     /// a panic included.
     pub fn record_bytes(&self, name: &str, bytes: &[u8], limits: &DecodeLimits) -> Record {
-        self.guarded(name, || {
+        let mut record = self.guarded(name, || {
             let image = decode(bytes, limits).map_err(|e| e.to_string())?.image;
             Ok(self.record_image(name, &image)?.0)
-        })
+        });
+        record.sha256 = Some(sha256_hex(bytes));
+        record
     }
 
     /// The record of one image file, read no further than the size limit.
     pub fn record_file(&self, path: &Path, limits: &DecodeLimits) -> Record {
         let name = path.to_string_lossy();
-        self.guarded(&name, || {
-            let image = read_image(path, limits)?;
-            Ok(self.record_image(&name, &image)?.0)
-        })
+        match read_limited(path, limits.max_file_bytes) {
+            Ok(bytes) => self.record_bytes(&name, &bytes, limits),
+            Err(error) => Record::failed(name.into_owned(), error),
+        }
     }
 
     /// The record of a decoded image, with the judgement behind it.
@@ -115,6 +130,7 @@ impl Judge {
         };
         let record = Record {
             path: name.to_owned(),
+            sha256: None,
             status: if faces.is_empty() {
                 Status::NoFace
             } else {
@@ -140,6 +156,16 @@ impl Judge {
             ),
         }
     }
+}
+
+/// The SHA-256 of `bytes` as 64 lowercase hex digits: the image's identity in the store and
+/// in reviews.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Reads (at most the size limit) and decodes one image file.

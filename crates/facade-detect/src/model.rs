@@ -67,6 +67,8 @@ pub struct Detectors {
     embedding: FrameEmbedding,
     classifier: FaceClassifier,
     training_set: Vec<String>,
+    /// 16 hex digits of the SHA-256 of the weights and parameters: which model this is.
+    fingerprint: String,
 }
 
 /// An image is as suspicious as its most suspicious face; `None` when it has no face.
@@ -110,6 +112,14 @@ impl Detectors {
         parameters: &str,
         training_set: &str,
     ) -> Result<Detectors, ModelError> {
+        let fingerprint = {
+            use sha2::Digest;
+            let mut hasher = sha2::Sha256::new();
+            hasher.update(&weights);
+            hasher.update(parameters.as_bytes());
+            let digest = hasher.finalize();
+            digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+        };
         let parameters: Parameters = serde_json::from_str(parameters)?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)?;
         let classifier = FaceClassifier::new(vb.pp("classifier"))?;
@@ -137,6 +147,7 @@ impl Detectors {
             embedding,
             classifier,
             training_set,
+            fingerprint,
         })
     }
 
@@ -152,6 +163,8 @@ impl Detectors {
             embedding,
             classifier,
             training_set,
+            // Not saved yet: a fingerprint comes with the files (`load`).
+            fingerprint: "unsaved".into(),
         }
     }
 
@@ -193,6 +206,11 @@ impl Detectors {
     }
 
     /// SHA-256 (hex) of every image used to fit this model.
+    /// Which model this is: 16 hex digits of the hash of its weights and parameters.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
     pub fn training_set(&self) -> &[String] {
         &self.training_set
     }

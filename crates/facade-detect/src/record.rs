@@ -114,6 +114,9 @@ impl Verdict {
 pub struct Record {
     pub path: String,
     pub status: Status,
+    /// SHA-256 of the file's bytes (absent when it could not be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub width: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -133,6 +136,7 @@ impl Record {
         Record {
             path,
             status: Status::Error,
+            sha256: None,
             width: None,
             height: None,
             score: None,

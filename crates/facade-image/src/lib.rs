@@ -31,6 +31,7 @@
 pub mod fixtures;
 pub mod perceptual;
 pub mod resample;
+pub mod thumbnail;
 
 use std::io::Cursor;
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -71,6 +71,23 @@ pub struct Store {
     conn: Connection,
 }
 
+/// Where the store lives unless told otherwise: `$XDG_DATA_HOME/facade/facade.db`, else
+/// `~/.local/share/facade/facade.db`, else `facade.db` in the working directory.
+pub fn default_path() -> PathBuf {
+    let data_home = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|home| PathBuf::from(home).join(".local/share"))
+        });
+    match data_home {
+        Some(dir) => dir.join("facade").join("facade.db"),
+        None => PathBuf::from("facade.db"),
+    }
+}
+
 /// The SHA-256 of some bytes, as 64 lowercase hex digits: the key of a scan.
 pub fn content_hash(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
@@ -358,23 +375,25 @@ impl Store {
         }
     }
 
-    /// Accounts, the most AI-looking first; only those in a network or with an AI-made
-    /// picture (score at least `min_ai_score`) unless `all`.
+    /// Accounts, the most AI-looking first; only those in a flagged network or with an
+    /// AI-made picture (score at least `min_ai_score`) unless `all`.
     pub fn accounts(&self, all: bool, min_ai_score: f64) -> Result<Vec<Account>> {
         let mut statement = self.conn.prepare(
             "SELECT id, handle, network, image_sha256, ai_score FROM accounts
-             WHERE ?1 OR network IS NOT NULL OR ai_score >= ?2
+             WHERE ?1 OR ai_score >= ?2 OR network IN (SELECT id FROM networks WHERE flagged)
              ORDER BY ai_score DESC NULLS LAST, id",
         )?;
-        let rows = statement.query_map(params![all, min_ai_score], |r| {
-            Ok(Account {
-                id: r.get(0)?,
-                handle: r.get(1)?,
-                network: r.get(2)?,
-                image_sha256: r.get(3)?,
-                ai_score: r.get(4)?,
-            })
-        })?;
+        let rows = statement.query_map(params![all, min_ai_score], account_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The accounts of one stored network.
+    pub fn accounts_of_network(&self, id: &str) -> Result<Vec<Account>> {
+        let mut statement = self.conn.prepare(
+            "SELECT id, handle, network, image_sha256, ai_score FROM accounts
+             WHERE network = ?1 ORDER BY ai_score DESC NULLS LAST, id",
+        )?;
+        let rows = statement.query_map([id], account_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -440,6 +459,16 @@ impl Store {
         }
         Ok(reviews)
     }
+}
+
+fn account_row(r: &rusqlite::Row) -> rusqlite::Result<Account> {
+    Ok(Account {
+        id: r.get(0)?,
+        handle: r.get(1)?,
+        network: r.get(2)?,
+        image_sha256: r.get(3)?,
+        ai_score: r.get(4)?,
+    })
 }
 
 fn network_summary(r: &rusqlite::Row) -> rusqlite::Result<NetworkSummary> {
