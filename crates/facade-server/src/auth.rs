@@ -1,4 +1,5 @@
-//! The bearer token that guards `/v1`.
+//! What is checked before a request reaches its route: the declared body size, and the
+//! bearer token that guards `/v1`.
 
 use std::sync::Arc;
 
@@ -28,15 +29,40 @@ pub(crate) async fn require_token(
             next.run(request).await
         }
         _ => {
-            let mut response =
-                ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token")
-                    .into_response();
+            let error = ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+            let mut response = crate::scan::refuse(request, error, &state)
+                .await
+                .into_response();
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer"),
             );
             response
         }
+    }
+}
+
+/// Answers 413 at once when the declared `Content-Length` is over the limit, instead of
+/// reading up to the limit first (bodies without a declared length are cut at the limit by
+/// the extractors).
+pub(crate) async fn refuse_declared_oversize(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let limit = state.config.max_body_bytes as u64;
+    match declared {
+        Some(length) if length > limit => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is {length} bytes; the limit is {limit}"),
+        )
+        .into_response(),
+        _ => next.run(request).await,
     }
 }
 

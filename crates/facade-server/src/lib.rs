@@ -110,6 +110,10 @@ pub fn router(judge: Judge, store: Store, config: ServiceConfig) -> Router {
         .route("/openapi.json", get(api::openapi))
         .nest("/v1", v1)
         .fallback(api::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::refuse_declared_oversize,
+        ))
         .with_state(state)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(

@@ -28,11 +28,9 @@ const THUMBNAIL_SIDE: u32 = 160;
 
 pub(crate) async fn scan_one(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let result = async {
-        let _admitted = state
-            .admission
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| ApiError::busy())?;
+        let Ok(_admitted) = state.admission.clone().try_acquire_owned() else {
+            return Err(refuse(request, ApiError::busy(), &state).await);
+        };
         let mut uploads = read_uploads(request, &state, 1).await?;
         let (name, bytes) = uploads.pop().ok_or_else(no_image)?;
         let (record, cache) = judge_upload(&state, name, bytes).await?;
@@ -47,11 +45,9 @@ pub(crate) async fn scan_one(State(state): State<Arc<AppState>>, request: Reques
 
 pub(crate) async fn scan_batch(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let result = async {
-        let _admitted = state
-            .admission
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| ApiError::busy())?;
+        let Ok(_admitted) = state.admission.clone().try_acquire_owned() else {
+            return Err(refuse(request, ApiError::busy(), &state).await);
+        };
         let uploads = read_uploads(request, &state, MAX_BATCH).await?;
         if uploads.is_empty() {
             return Err(no_image());
@@ -71,6 +67,13 @@ pub(crate) async fn scan_batch(State(state): State<Arc<AppState>>, request: Requ
         Ok::<_, ApiError>(Json(serde_json::json!({ "records": records })).into_response())
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Reads and drops the body (within the size limit) before answering `error`: a client still
+/// sending its upload would otherwise see its connection reset instead of the answer.
+pub(crate) async fn refuse(request: Request, error: ApiError, state: &AppState) -> ApiError {
+    let _ = axum::body::to_bytes(request.into_body(), state.config.max_body_bytes).await;
+    error
 }
 
 fn no_image() -> ApiError {
