@@ -1,83 +1,16 @@
 //! `facade serve` driven over real HTTP: the binary on a free port, a real client (ureq),
 //! real images, a real store on disk.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{agent, answer, examples, store_simulated_run, Server, BIN, TOKEN};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_facade");
-const TOKEN: &str = "test-token-123";
-
-fn examples() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
-}
-
-/// A running `facade serve`, stopped (SIGKILL) when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(db: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--addr", "127.0.0.1:0", "--db"])
-            .arg(db)
-            .args(extra)
-            .env_remove("FACADE_API_TOKEN")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("facade serve starts");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let first = lines.next().expect("a first line").unwrap();
-        let base = first
-            .split("serving on ")
-            .nth(1)
-            .and_then(|rest| rest.split('/').nth(2))
-            .map(|addr| format!("http://{addr}"))
-            .unwrap_or_else(|| panic!("no address in {first:?}"));
-        // Keep draining stderr so that the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, base }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn addr(&self) -> String {
-        self.base.trim_start_matches("http://").to_owned()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(120)))
-        .build()
-        .into()
-}
-
-/// Status and body (JSON when it parses, else the text as a JSON string).
-fn answer(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
-    let mut response = response.expect("a response");
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().unwrap_or_default();
-    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, body)
-}
 
 fn post_bytes(agent: &ureq::Agent, url: &str, bytes: &[u8], token: Option<&str>) -> (u16, Value) {
     let mut request = agent
@@ -349,28 +282,7 @@ fn reviews_are_validated_and_survive_a_kill() {
     let db = dir.path().join("f.db");
 
     // A run of `facade networks` kept in the store gives networks to review.
-    let sim = dir.path().join("sim");
-    let status = Command::new(BIN)
-        .args(["simulate", "--organic", "300", "--out"])
-        .arg(&sim)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let status = Command::new(BIN)
-        .arg("networks")
-        .arg("--users")
-        .arg(sim.join("users.csv"))
-        .arg("--tweets")
-        .arg(sim.join("tweets.csv"))
-        .arg("--out")
-        .arg(dir.path().join("out"))
-        .arg("--db")
-        .arg(&db)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    store_simulated_run(dir.path(), &db);
 
     let server = Server::start(&db, &["--token", TOKEN]);
     let agent = agent();
