@@ -19,7 +19,9 @@ fn e2e_dir() -> PathBuf {
 fn browser_ready() -> Result<(), String> {
     let chromium = std::env::var("FACADE_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     if !Path::new(&chromium).exists() {
-        return Err(format!("no chromium at {chromium} (apt-get install chromium)"));
+        return Err(format!(
+            "no chromium at {chromium} (apt-get install chromium)"
+        ));
     }
     if !e2e_dir().join("node_modules/playwright-core").exists() {
         return Err("e2e/node_modules has no playwright-core (cd e2e && npm ci)".into());
@@ -83,10 +85,16 @@ fn an_analyst_scans_reviews_and_finds_the_decisions_after_a_restart() {
     let cli: Value = serde_json::from_slice(&cli.stdout).unwrap();
     let cli_score = cli["score"].as_f64().unwrap();
     let shown = first["score"].as_f64().unwrap();
-    assert!((shown - cli_score).abs() < 0.0005, "page {shown} vs cli {cli_score}");
+    assert!(
+        (shown - cli_score).abs() < 0.0005,
+        "page {shown} vs cli {cli_score}"
+    );
     assert_eq!(first["verdict"], cli["verdict"]);
     assert_eq!(first["reviews"].as_array().unwrap().len(), 2, "{first}");
-    assert!(first["network_decision"].as_str().unwrap().contains("confirmed by ana"));
+    assert!(first["network_decision"]
+        .as_str()
+        .unwrap()
+        .contains("confirmed by ana"));
     drop(server); // SIGKILL
 
     let server = Server::start(&db, &["--token", TOKEN]);
@@ -103,5 +111,8 @@ fn an_analyst_scans_reviews_and_finds_the_decisions_after_a_restart() {
     let sha = cli["sha256"].as_str().unwrap();
     assert_eq!(rows[1][1], format!("image:{sha}"));
     assert_eq!(rows[1][2], "dismiss");
-    assert!(after["network_decision"].as_str().unwrap().contains("confirmed by ana"));
+    assert!(after["network_decision"]
+        .as_str()
+        .unwrap()
+        .contains("confirmed by ana"));
 }

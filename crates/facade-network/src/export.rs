@@ -27,6 +27,18 @@ struct NetworkOut<'a> {
     /// Links inside the network; `evidence` lists the strongest [`EVIDENCE_LISTED`].
     links: usize,
     evidence: Vec<EvidenceOut<'a>>,
+    /// The members' posts over time.
+    activity: Activity,
+}
+
+/// Posts per time bucket, from the bucket of the first post to that of the last.
+#[derive(Serialize)]
+struct Activity {
+    /// `hour` when the posts span at most three days, else `day`.
+    bucket: &'static str,
+    /// Start of the first bucket (UTC).
+    start: Option<String>,
+    counts: Vec<u32>,
 }
 
 #[derive(Serialize)]
@@ -79,9 +91,10 @@ pub fn write_all(
     std::fs::create_dir_all(out)?;
     let posts = posts_per_account(data);
     let membership = network_of_accounts(data, analysis);
+    let activity = activity_of_networks(data, analysis);
     write_json(
         &out.join("networks.json"),
-        &networks_out(data, analysis, &posts),
+        &networks_out(data, analysis, &posts, activity),
     )?;
     write_json(&out.join("diagnostics.json"), diag)?;
     write_edges(&out.join("edges.csv"), data, analysis, &membership)?;
@@ -119,15 +132,63 @@ fn network_of_accounts<'a>(data: &Dataset, analysis: &'a Analysis) -> Vec<Option
     of
 }
 
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// Each network's posting activity, in the order of `analysis.networks`.
+fn activity_of_networks(data: &Dataset, analysis: &Analysis) -> Vec<Activity> {
+    let mut network_of = vec![u32::MAX; data.accounts.len()];
+    for (n, network) in analysis.networks.iter().enumerate() {
+        for &a in &network.accounts {
+            network_of[a as usize] = n as u32;
+        }
+    }
+    let mut times: Vec<Vec<i64>> = vec![Vec::new(); analysis.networks.len()];
+    for post in &data.posts {
+        let n = network_of[post.account as usize];
+        if n != u32::MAX {
+            times[n as usize].push(post.time_ms);
+        }
+    }
+    times.into_iter().map(|t| activity(&t)).collect()
+}
+
+fn activity(times: &[i64]) -> Activity {
+    let (Some(&first), Some(&last)) = (times.iter().min(), times.iter().max()) else {
+        return Activity {
+            bucket: "day",
+            start: None,
+            counts: Vec::new(),
+        };
+    };
+    let (bucket, size) = if last - first <= 3 * DAY_MS {
+        ("hour", HOUR_MS)
+    } else {
+        ("day", DAY_MS)
+    };
+    let start = first.div_euclid(size) * size;
+    let mut counts = vec![0u32; ((last - start) / size + 1) as usize];
+    for &t in times {
+        counts[((t - start) / size) as usize] += 1;
+    }
+    Activity {
+        bucket,
+        start: Some(format_time_ms(start)),
+        counts,
+    }
+}
+
 fn networks_out<'a>(
     data: &'a Dataset,
     analysis: &'a Analysis,
     posts: &[u32],
+    activity: Vec<Activity>,
 ) -> Vec<NetworkOut<'a>> {
     analysis
         .networks
         .iter()
-        .map(|network| NetworkOut {
+        .zip(activity)
+        .map(|(network, activity)| NetworkOut {
             id: &network.id,
             score: round(network.score),
             flagged: network.flagged,
@@ -147,6 +208,7 @@ fn networks_out<'a>(
                 .into_iter()
                 .map(|i| evidence_out(data, &analysis.links[i]))
                 .collect(),
+            activity,
         })
         .collect()
 }
@@ -474,4 +536,20 @@ fn write_gexf(
     writeln!(out, "  </graph>")?;
     writeln!(out, "</gexf>")?;
     out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_spans_count_by_hour_long_ones_by_day() {
+        let a = activity(&[HOUR_MS * 10 + 5, HOUR_MS * 10 + 9, HOUR_MS * 12]);
+        assert_eq!((a.bucket, a.counts), ("hour", vec![2, 0, 1]));
+        assert_eq!(a.start.as_deref(), Some("1970-01-01T10:00:00Z"));
+        let b = activity(&[0, 10 * DAY_MS + 1]);
+        assert_eq!(b.bucket, "day");
+        assert_eq!(b.counts.len(), 11);
+        assert!(activity(&[]).counts.is_empty());
+    }
 }
