@@ -5,6 +5,7 @@ mod inputs;
 mod model_args;
 mod networks;
 mod output;
+mod report;
 mod scan;
 mod serve;
 mod simulate;
@@ -35,6 +36,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Find networks of coordinated accounts in an account export.
     Networks(Box<networks::NetworksArgs>),
+    /// Write an HTML report (and its JSON) for a networks.json or for images.
+    Report(Box<report::ReportArgs>),
     /// Serve the HTTP API and the review page.
     Serve(Box<serve::ServeArgs>),
     /// Write a synthetic account export with planted networks and its ground truth.
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Command::Networks(args) => networks::run(*args),
         Command::Simulate(args) => simulate::run(args),
         Command::Serve(args) => serve::run(*args),
+        Command::Report(args) => report::run(*args),
     };
     match result {
         Ok(code) => code,
