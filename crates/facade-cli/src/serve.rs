@@ -36,6 +36,9 @@ pub struct ServeArgs {
     /// Scans admitted at once (running or waiting); more get 503.
     #[arg(long, default_value_t = 64)]
     queue: usize,
+    /// Judge every upload, even bytes the store has a record of (for benchmarks).
+    #[arg(long)]
+    no_reuse: bool,
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -60,6 +63,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             max_file_bytes: max_body_bytes as u64,
             ..defaults.decode_limits
         },
+        reuse_scans: !args.no_reuse,
     };
     let open = if config.token.is_some() {
         "token required"

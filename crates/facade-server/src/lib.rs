@@ -53,6 +53,9 @@ pub struct ServiceConfig {
     pub max_queued_scans: usize,
     /// Limits on the images themselves (file size, sides, pixels).
     pub decode_limits: DecodeLimits,
+    /// Answer a scan of bytes seen before from the store (false: judge every upload; for
+    /// benchmarks of the judging itself).
+    pub reuse_scans: bool,
 }
 
 impl Default for ServiceConfig {
@@ -68,6 +71,7 @@ impl Default for ServiceConfig {
                 max_file_bytes: 20 << 20,
                 ..DecodeLimits::default()
             },
+            reuse_scans: true,
         }
     }
 }

@@ -181,7 +181,10 @@ fn judge_blocking(
 ) -> Result<(Record, Cache), ApiError> {
     let sha = sha256_hex(bytes);
     let judge = state.judge.fingerprint();
-    let cached = lock_store(state).cached_scan(&sha, judge)?;
+    let cached = match state.config.reuse_scans {
+        true => lock_store(state).cached_scan(&sha, judge)?,
+        false => None,
+    };
     if let Some(hit) = cached {
         let mut record: Record = serde_json::from_value(hit.record)
             .map_err(|e| ApiError::internal("a stored scan", e))?;
