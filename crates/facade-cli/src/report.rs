@@ -116,23 +116,24 @@ fn images_report(
     inputs::walk(args, &tx, &|| {});
     drop(tx);
     let found: Vec<Input> = rx.into_iter().collect();
-    let outcomes: Vec<Result<Picture, Record>> = found
+    let outcomes: Vec<Result<Picture, Box<Record>>> = found
         .into_par_iter()
         .map(|input| match input {
             Input::File { path, .. } => {
                 let name = path.to_string_lossy().into_owned();
-                picture(&path, name.clone(), judge).map_err(|e| Record::failed(name, e))
+                picture(&path, name.clone(), judge).map_err(|e| Box::new(Record::failed(name, e)))
             }
-            Input::Unreadable { path, error, .. } => {
-                Err(Record::failed(path.to_string_lossy().into_owned(), error))
-            }
+            Input::Unreadable { path, error, .. } => Err(Box::new(Record::failed(
+                path.to_string_lossy().into_owned(),
+                error,
+            ))),
         })
         .collect();
     let (mut pictures, mut failed) = (Vec::new(), Vec::new());
     for outcome in outcomes {
         match outcome {
             Ok(p) => pictures.push(p),
-            Err(r) => failed.push(r),
+            Err(r) => failed.push(*r),
         }
     }
     facade_report::write_image_report(&pictures, &failed, out)
