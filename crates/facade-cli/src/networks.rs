@@ -6,11 +6,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use facade_detect::judge::{read_limited, sha256_hex};
-use facade_detect::{Judge, Verdict};
+use facade_detect::{Judge, Record, Verdict};
 use facade_face::DetectorConfig;
-use facade_image::thumbnail::jpeg_thumbnail;
-use facade_image::{decode, perceptual::perceptual_hash, DecodeLimits};
+use facade_image::{perceptual::perceptual_hash, DecodeLimits};
 use facade_network::dataset::{Dataset, FaceEvidence, IngestOptions};
 use facade_network::diagnostics::Diagnostics;
 use facade_network::networks::{analyse, AnalysisParams};
@@ -18,7 +16,7 @@ use facade_network::signals::{CoActionParams, Signal};
 use facade_network::simulate::{recovery, GroundTruth};
 use facade_network::text::LinkMatch;
 use facade_network::{export, ingest};
-use facade_store::{Account as StoredAccount, NewNetwork, NewScan, Store};
+use facade_store::{Account as StoredAccount, NewNetwork, NewScan, Store, THUMBNAIL_SIDE};
 use rayon::prelude::*;
 
 use crate::model_args::ModelArgs;
@@ -166,7 +164,7 @@ pub fn run(args: NetworksArgs) -> anyhow::Result<ExitCode> {
     let read_s = started.elapsed().as_secs_f64();
     let analysis = analyse(&data, &params);
     let analysed_s = started.elapsed().as_secs_f64();
-    export::write_all(&args.out, &data, &analysis, &diag, args.signal_edges)
+    let written = export::write_all(&args.out, &data, &analysis, &diag, args.signal_edges)
         .with_context(|| format!("writing to {}", args.out.display()))?;
     let flagged: Vec<_> = analysis.networks.iter().filter(|n| n.flagged).collect();
     eprintln!(
@@ -199,7 +197,8 @@ pub fn run(args: NetworksArgs) -> anyhow::Result<ExitCode> {
         report_recovery(truth, &data, &analysis)?;
     }
     if let Some(db) = &args.db {
-        let stored = store_run(db, &args.out, &data, &pictures, judge.as_ref())?;
+        let run = args.out.display().to_string();
+        let stored = store_run(db, &run, &written, &data, &pictures, judge.as_ref())?;
         eprintln!("facade: kept {stored} networks in {}", db.display());
     }
     Ok(ExitCode::SUCCESS)
@@ -280,7 +279,7 @@ fn image_map(data: &Dataset, images: &Path) -> anyhow::Result<HashMap<u32, PathB
 /// A profile picture as scanned: kept in the store with `--db`.
 struct Picture {
     account: u32,
-    sha256: String,
+    /// Carries the bytes' SHA-256.
     record: facade_detect::Record,
     thumbnail: Vec<u8>,
 }
@@ -296,22 +295,20 @@ fn scan_profile_images(
     let mut jobs: Vec<(u32, PathBuf)> = image_map(data, images)?.into_iter().collect();
     jobs.sort();
     let limits = DecodeLimits::default();
-    let results: Vec<Result<(FaceEvidence, Picture), String>> = jobs
+    let results: Vec<Result<(FaceEvidence, Picture), Box<Record>>> = jobs
         .par_iter()
         .map(|(account, path)| {
-            let bytes = read_limited(path, limits.max_file_bytes)?;
-            let image = decode(&bytes, &limits).map_err(|e| e.to_string())?.image;
-            let (record, judged) = judge.record_image(&path.to_string_lossy(), &image)?;
+            let scanned = judge.scan_file(path, &limits)?;
             let evidence = FaceEvidence {
-                ai_score: judged.score.unwrap_or(0.0) as f32,
-                ai_made: judged.verdict == Some(Verdict::Ai),
-                phash: perceptual_hash(&image),
+                ai_score: scanned.judgement.score.unwrap_or(0.0) as f32,
+                ai_made: scanned.judgement.verdict == Some(Verdict::Ai),
+                phash: perceptual_hash(&scanned.image),
             };
+            let thumbnail = scanned.thumbnail(THUMBNAIL_SIDE);
             let picture = Picture {
                 account: *account,
-                sha256: sha256_hex(&bytes),
-                record,
-                thumbnail: jpeg_thumbnail(&image, 160),
+                record: scanned.record,
+                thumbnail,
             };
             Ok((evidence, picture))
         })
@@ -325,17 +322,22 @@ fn scan_profile_images(
                 account.profile_image = Some(path);
                 pictures.push(picture);
             }
-            Err(error) => eprintln!("facade: {}: {error}", path.display()),
+            Err(failed) => eprintln!(
+                "facade: {}: {}",
+                path.display(),
+                failed.error.unwrap_or_default()
+            ),
         }
     }
     Ok(pictures)
 }
 
-/// Keeps this run in the store: the scanned pictures, every network of `networks.json` and
-/// the accounts that are in a network or have a picture.
+/// Keeps this run in the store: the scanned pictures, every network written to
+/// `networks.json` and the accounts that are in a network or have a picture.
 fn store_run(
     db: &Path,
-    out: &Path,
+    run: &str,
+    written: &[serde_json::Value],
     data: &Dataset,
     pictures: &[Picture],
     judge: Option<&Judge>,
@@ -343,23 +345,14 @@ fn store_run(
     let mut store = Store::open(db)?;
     if let Some(judge) = judge {
         for picture in pictures {
-            let mut record = serde_json::to_value(&picture.record)?;
-            record["path"] = serde_json::Value::String(String::new());
             store.put_scan(&NewScan {
-                sha256: &picture.sha256,
+                sha256: picture.record.sha256.as_deref().unwrap_or_default(),
                 judge: judge.fingerprint(),
-                record: &record,
-                score: picture.record.score,
-                verdict: picture.record.verdict.map(|v| v.as_str()),
+                record: &serde_json::to_value(&picture.record)?,
                 thumbnail: Some(&picture.thumbnail),
             })?;
         }
     }
-    let path = out.join("networks.json");
-    let written: Vec<serde_json::Value> = serde_json::from_slice(
-        &std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
-    )
-    .with_context(|| format!("parsing {}", path.display()))?;
     let picture_of: HashMap<u32, &Picture> = pictures.iter().map(|p| (p.account, p)).collect();
     let index_of: HashMap<&str, u32> = data
         .accounts
@@ -367,39 +360,19 @@ fn store_run(
         .enumerate()
         .map(|(i, a)| (a.id.as_str(), i as u32))
         .collect();
-    let mut networks = Vec::new();
+    let members: Vec<Vec<String>> = written
+        .iter()
+        .map(|n| serde_json::from_value(n["accounts"].clone()).unwrap_or_default())
+        .collect();
     let mut accounts: HashMap<u32, StoredAccount> = HashMap::new();
-    let mut members_of = Vec::new();
-    for network in &written {
+    let mut networks = Vec::new();
+    for (network, members) in written.iter().zip(&members) {
         let label = network["id"].as_str().unwrap_or_default();
-        let members: Vec<String> = network["accounts"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        for id in &members {
-            if let Some(&ix) = index_of.get(id.as_str()) {
-                let account = stored_account(data, ix, &picture_of);
-                accounts.insert(
-                    ix,
-                    StoredAccount {
-                        network: Some(label.to_owned()),
-                        ..account
-                    },
-                );
-            }
+        for ix in members.iter().filter_map(|id| index_of.get(id.as_str())) {
+            let mut account = stored_account(data, *ix, &picture_of);
+            account.network = Some(label.to_owned());
+            accounts.insert(*ix, account);
         }
-        members_of.push((label, members));
-    }
-    for picture in pictures {
-        accounts
-            .entry(picture.account)
-            .or_insert_with(|| stored_account(data, picture.account, &picture_of));
-    }
-    for ((label, members), network) in members_of.iter().zip(&written) {
         networks.push(NewNetwork {
             label,
             score: network["score"].as_f64().unwrap_or(0.0),
@@ -408,9 +381,14 @@ fn store_run(
             record: network,
         });
     }
+    for picture in pictures {
+        accounts
+            .entry(picture.account)
+            .or_insert_with(|| stored_account(data, picture.account, &picture_of));
+    }
     let mut accounts: Vec<StoredAccount> = accounts.into_values().collect();
     accounts.sort_by(|a, b| a.id.cmp(&b.id));
-    store.put_run(&out.display().to_string(), &networks, &accounts)?;
+    store.put_run(run, &networks, &accounts)?;
     Ok(networks.len())
 }
 
@@ -420,7 +398,7 @@ fn stored_account(data: &Dataset, ix: u32, pictures: &HashMap<u32, &Picture>) ->
         id: account.id.clone(),
         handle: account.handle.clone(),
         network: None,
-        image_sha256: pictures.get(&ix).map(|p| p.sha256.clone()),
+        image_sha256: pictures.get(&ix).and_then(|p| p.record.sha256.clone()),
         ai_score: account.face.map(|f| f64::from(f.ai_score)),
     }
 }

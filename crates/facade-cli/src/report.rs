@@ -4,10 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use facade_detect::judge::{read_limited, sha256_hex};
 use facade_detect::{Judge, Record};
 use facade_face::DetectorConfig;
-use facade_image::{decode, DecodeLimits};
+use facade_image::DecodeLimits;
 use facade_report::{NetworkInput, Picture};
 use rayon::prelude::*;
 use serde_json::Value;
@@ -56,17 +55,13 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads, scans and keeps one picture; the error says why not.
-fn picture(path: &Path, label: String, judge: &Judge) -> Result<Picture, String> {
-    let limits = DecodeLimits::default();
-    let bytes = read_limited(path, limits.max_file_bytes)?;
-    let image = decode(&bytes, &limits).map_err(|e| e.to_string())?.image;
-    let (mut record, _) = judge.record_image(&path.to_string_lossy(), &image)?;
-    record.sha256 = Some(sha256_hex(&bytes));
+/// Reads and scans one picture; the error record says why not.
+fn picture(path: &Path, label: String, judge: &Judge) -> Result<Picture, Box<Record>> {
+    let scanned = judge.scan_file(path, &DecodeLimits::default())?;
     Ok(Picture {
         label,
-        image,
-        record,
+        image: scanned.image,
+        record: scanned.record,
     })
 }
 
@@ -93,8 +88,9 @@ fn networks_report(
                     let (id, file) = (m["id"].as_str()?, m["profile_image"].as_str()?);
                     match picture(Path::new(file), id.to_owned(), judge) {
                         Ok(p) => Some(p),
-                        Err(e) => {
-                            eprintln!("facade: {file}: {e} (left out of the report)");
+                        Err(failed) => {
+                            let error = failed.error.unwrap_or_default();
+                            eprintln!("facade: {file}: {error} (left out of the report)");
                             None
                         }
                     }
@@ -119,10 +115,7 @@ fn images_report(
     let outcomes: Vec<Result<Picture, Box<Record>>> = found
         .into_par_iter()
         .map(|input| match input {
-            Input::File { path, .. } => {
-                let name = path.to_string_lossy().into_owned();
-                picture(&path, name.clone(), judge).map_err(|e| Box::new(Record::failed(name, e)))
-            }
+            Input::File { path, .. } => picture(&path, path.to_string_lossy().into_owned(), judge),
             Input::Unreadable { path, error, .. } => Err(Box::new(Record::failed(
                 path.to_string_lossy().into_owned(),
                 error,

@@ -1,26 +1,13 @@
 //! End-to-end: `facade simulate` and `facade networks` on real files, the toolkit parity, and
 //! bad input accounted for row by row.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_json::Value;
-
-fn facade() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_facade"))
-}
-
-fn run_ok(command: &mut Command) -> String {
-    let output = command.output().expect("facade runs");
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "{command:?} failed:\n{stderr}");
-    stderr
-}
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
-}
+use common::{facade, read_json, run_ok};
 
 #[test]
 fn simulated_networks_are_recovered_and_exported() {

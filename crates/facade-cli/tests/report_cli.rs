@@ -1,19 +1,10 @@
 //! `facade report` end to end: a network of accounts wearing StyleGAN faces (from the shared
 //! set) and one of real portraits, found by `facade networks --images`, then reported.
 
+mod common;
+
+use common::{facade, read_json, run_ok};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_facade");
-
-fn run_ok(command: &mut Command) -> String {
-    let out = command.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{stderr}");
-    stderr
-}
 
 /// Six accounts per group post the same texts within seconds; each wears its own picture.
 fn export(dir: &Path, groups: &[(&str, Vec<PathBuf>)]) -> (PathBuf, PathBuf) {
@@ -59,7 +50,7 @@ fn a_report_shows_the_composite_with_stylegan_eyes_lined_up() {
     let (posts, images) = export(dir.path(), &groups);
     let out = dir.path().join("out");
     run_ok(
-        Command::new(BIN)
+        facade()
             .arg("networks")
             .arg("--posts")
             .arg(&posts)
@@ -70,7 +61,7 @@ fn a_report_shows_the_composite_with_stylegan_eyes_lined_up() {
     );
     let report = dir.path().join("report");
     let stderr = run_ok(
-        Command::new(BIN)
+        facade()
             .arg("report")
             .arg("--networks")
             .arg(out.join("networks.json"))
@@ -78,9 +69,7 @@ fn a_report_shows_the_composite_with_stylegan_eyes_lined_up() {
             .arg(&report),
     );
     assert!(stderr.contains("2 sections, 12 pictures"), "{stderr}");
-    let json: Value =
-        serde_json::from_str(&std::fs::read_to_string(report.join("report.json")).unwrap())
-            .unwrap();
+    let json = read_json(&report.join("report.json"));
     let networks = json["networks"].as_array().unwrap();
     let spread_of = |prefix: &str| -> f64 {
         let network = networks
@@ -120,7 +109,7 @@ fn an_image_report_covers_every_input() {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
     let report = dir.path().join("report");
     let stderr = run_ok(
-        Command::new(BIN)
+        facade()
             .arg("report")
             .arg(examples.join("astronaut.png"))
             .arg(&broken)
@@ -128,9 +117,7 @@ fn an_image_report_covers_every_input() {
             .arg(&report),
     );
     assert!(stderr.contains("2 sections, 1 pictures"), "{stderr}");
-    let json: Value =
-        serde_json::from_str(&std::fs::read_to_string(report.join("report.json")).unwrap())
-            .unwrap();
+    let json = read_json(&report.join("report.json"));
     let images = json["images"].as_array().unwrap();
     assert_eq!(images.len(), 2);
     assert_eq!(images[0]["status"], "ok");

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{examples, store_simulated_run, Server, BIN, TOKEN};
+use common::{examples, scan_line, store_simulated_run, Server, TOKEN};
 use serde_json::Value;
 
 fn e2e_dir() -> PathBuf {
@@ -77,12 +77,7 @@ fn an_analyst_scans_reviews_and_finds_the_decisions_after_a_restart() {
     assert_eq!(first["page_errors"], serde_json::json!([]), "{first}");
     assert_eq!(first["networks"], 4, "{first}");
     // The page shows the score `facade scan` gives the same file.
-    let cli = Command::new(BIN)
-        .args(["scan", "--format", "jsonl", "--no-progress"])
-        .arg(examples().join("astronaut.png"))
-        .output()
-        .unwrap();
-    let cli: Value = serde_json::from_slice(&cli.stdout).unwrap();
+    let cli = scan_line(&examples().join("astronaut.png"));
     let cli_score = cli["score"].as_f64().unwrap();
     let shown = first["score"].as_f64().unwrap();
     assert!(

@@ -5,11 +5,9 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{agent, answer, examples, store_simulated_run, Server, BIN, TOKEN};
+use common::{agent, answer, examples, scan_line, store_simulated_run, Server, TOKEN};
 use serde_json::Value;
 
 fn post_bytes(agent: &ureq::Agent, url: &str, bytes: &[u8], token: Option<&str>) -> (u16, Value) {
@@ -57,15 +55,6 @@ fn multipart(files: &[(&str, &[u8])]) -> (String, Vec<u8>) {
     }
     write!(body, "--{boundary}--\r\n").unwrap();
     (format!("multipart/form-data; boundary={boundary}"), body)
-}
-
-fn scan_line(path: &Path) -> Value {
-    let out = Command::new(BIN)
-        .args(["scan", "--format", "jsonl", "--no-progress"])
-        .arg(path)
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn without_path(mut record: Value) -> Value {

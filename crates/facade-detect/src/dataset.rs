@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use facade_image::{decode, DecodeLimits, RgbImage};
 use image::imageops::FilterType;
-use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
@@ -107,12 +106,8 @@ pub fn shared_faces_dir() -> PathBuf {
     dir
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+/// The content hash the split is made from (the same identity records and the store use).
+pub use facade_image::sha256_hex;
 
 /// Which part of the data an image belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]

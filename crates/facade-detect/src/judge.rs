@@ -9,7 +9,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 use facade_face::{DetectError, DetectorConfig, Face, FaceDetector};
-use facade_image::{decode, DecodeLimits, RgbImage};
+use facade_image::thumbnail::{jpeg_thumbnail, square_crop};
+use facade_image::{decode, sha256_hex, DecodeLimits, RgbImage};
 
 use crate::record::{round_score, FaceRecord, Record, Status, Verdict};
 use crate::{most_suspicious, Detectors, FaceScore};
@@ -20,6 +21,27 @@ pub struct Judge {
     fingerprint: String,
     /// The detectors and the score threshold of the operating point (none: faces only).
     scoring: Option<(Detectors, f64)>,
+}
+
+/// One image judged: its record (with the bytes' SHA-256), the decoded picture and the
+/// judgement behind the record.
+pub struct Scanned {
+    pub record: Record,
+    pub image: RgbImage,
+    pub judgement: Judgement,
+}
+
+impl Scanned {
+    /// A JPEG fitting `side`: the largest face with a margin, or the whole picture when there
+    /// is no face. What the store keeps and the review page shows.
+    pub fn thumbnail(&self, side: u32) -> Vec<u8> {
+        let width = |b: &[f32; 4]| b[2] - b[0];
+        let boxes = self.judgement.faces.iter().map(|f| f.bbox);
+        match boxes.max_by(|a, b| width(a).total_cmp(&width(b))) {
+            Some(bbox) => jpeg_thumbnail(&square_crop(&self.image, bbox, 0.35), side),
+            None => jpeg_thumbnail(&self.image, side),
+        }
+    }
 }
 
 /// What the judge saw in one image.
@@ -95,24 +117,61 @@ impl Judge {
         })
     }
 
-    /// The record of one encoded image named `name`; every failure becomes an error record,
-    /// a panic included.
-    pub fn record_bytes(&self, name: &str, bytes: &[u8], limits: &DecodeLimits) -> Record {
-        let mut record = self.guarded(name, || {
-            let image = decode(bytes, limits).map_err(|e| e.to_string())?.image;
-            Ok(self.record_image(name, &image)?.0)
-        });
-        record.sha256 = Some(sha256_hex(bytes));
-        record
+    /// Judges one encoded image named `name`. A failure (not an image, too large, corrupt, a
+    /// panic in the detectors) comes back as the error record; the record carries the bytes'
+    /// SHA-256 either way.
+    pub fn scan_bytes(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        limits: &DecodeLimits,
+    ) -> Result<Scanned, Box<Record>> {
+        self.scan_hashed(name, bytes, sha256_hex(bytes), limits)
     }
 
-    /// The record of one image file, read no further than the size limit.
-    pub fn record_file(&self, path: &Path, limits: &DecodeLimits) -> Record {
+    /// [`Judge::scan_bytes`] for bytes whose SHA-256 the caller already has (the service
+    /// looks it up in the store first).
+    pub fn scan_hashed(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        sha256: String,
+        limits: &DecodeLimits,
+    ) -> Result<Scanned, Box<Record>> {
+        let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<Scanned, String> {
+            let image = decode(bytes, limits).map_err(|e| e.to_string())?.image;
+            let (record, judgement) = self.record_image(name, &image)?;
+            Ok(Scanned {
+                record,
+                image,
+                judgement,
+            })
+        }));
+        let error = match outcome {
+            Ok(Ok(mut scanned)) => {
+                scanned.record.sha256 = Some(sha256);
+                return Ok(scanned);
+            }
+            Ok(Err(error)) => error,
+            Err(_) => "internal error while scanning this file (caught)".into(),
+        };
+        let mut failed = Record::failed(name.to_owned(), error);
+        failed.sha256 = Some(sha256);
+        Err(Box::new(failed))
+    }
+
+    /// Judges one image file, read no further than the size limit.
+    pub fn scan_file(&self, path: &Path, limits: &DecodeLimits) -> Result<Scanned, Box<Record>> {
         let name = path.to_string_lossy();
-        match read_limited(path, limits.max_file_bytes) {
-            Ok(bytes) => self.record_bytes(&name, &bytes, limits),
-            Err(error) => Record::failed(name.into_owned(), error),
-        }
+        let bytes = read_limited(path, limits.max_file_bytes)
+            .map_err(|error| Box::new(Record::failed(name.to_string(), error)))?;
+        self.scan_bytes(&name, &bytes, limits)
+    }
+
+    /// The record of one image file, whatever happened to it.
+    pub fn record_file(&self, path: &Path, limits: &DecodeLimits) -> Record {
+        self.scan_file(path, limits)
+            .map_or_else(|failed| *failed, |scanned| scanned.record)
     }
 
     /// The record of a decoded image, with the judgement behind it.
@@ -145,33 +204,6 @@ impl Judge {
         };
         Ok((record, judged))
     }
-
-    fn guarded(&self, name: &str, scan: impl FnOnce() -> Result<Record, String>) -> Record {
-        match catch_unwind(AssertUnwindSafe(scan)) {
-            Ok(Ok(record)) => record,
-            Ok(Err(error)) => Record::failed(name.to_owned(), error),
-            Err(_) => Record::failed(
-                name.to_owned(),
-                "internal error while scanning this file (caught)".into(),
-            ),
-        }
-    }
-}
-
-/// The SHA-256 of `bytes` as 64 lowercase hex digits: the image's identity in the store and
-/// in reviews.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Reads (at most the size limit) and decodes one image file.
-pub fn read_image(path: &Path, limits: &DecodeLimits) -> Result<RgbImage, String> {
-    let bytes = read_limited(path, limits.max_file_bytes)?;
-    Ok(decode(&bytes, limits).map_err(|e| e.to_string())?.image)
 }
 
 /// The bytes of a file, refusing one larger than `max_bytes` without reading it all.

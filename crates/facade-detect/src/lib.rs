@@ -34,6 +34,6 @@ pub mod record;
 pub mod training;
 
 pub use fusion::Contribution;
-pub use judge::{Judge, Judgement};
+pub use judge::{Judge, Judgement, Scanned};
 pub use model::{most_suspicious, Detectors, FaceScore, ModelError};
 pub use record::{Record, Verdict};

@@ -112,6 +112,8 @@ impl Verdict {
 /// One line of `facade scan` output: one per input, whatever happened to it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Record {
+    /// The name the image came by (absent in the store, which keys records by content).
+    #[serde(default)]
     pub path: String,
     pub status: Status,
     /// SHA-256 of the file's bytes (absent when it could not be read).

@@ -41,6 +41,16 @@ use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 pub use image::RgbImage;
 pub use resample::Planes;
 
+/// The SHA-256 of an image's bytes as 64 lowercase hex digits: its identity in records, in
+/// the store and in reviews.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Bounds on what one image may cost to decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeLimits {

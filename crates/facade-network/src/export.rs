@@ -80,22 +80,25 @@ struct PostPair<'a> {
 const EVIDENCE_LISTED: usize = 200;
 
 /// Everything `facade networks` writes into `out`; `signal-edges.csv` (every pair of every
-/// signal, coincidences included — large) only when `signal_edges`.
+/// signal, coincidences included — large) only when `signal_edges`. Returns the networks as
+/// written in `networks.json`, for a caller that keeps them elsewhere too.
 pub fn write_all(
     out: &Path,
     data: &Dataset,
     analysis: &Analysis,
     diag: &Diagnostics,
     signal_edges: bool,
-) -> std::io::Result<()> {
+) -> std::io::Result<Vec<serde_json::Value>> {
     std::fs::create_dir_all(out)?;
     let posts = posts_per_account(data);
     let membership = network_of_accounts(data, analysis);
     let activity = activity_of_networks(data, analysis);
-    write_json(
-        &out.join("networks.json"),
-        &networks_out(data, analysis, &posts, activity),
-    )?;
+    let networks: Vec<serde_json::Value> = networks_out(data, analysis, &posts, activity)
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<_, _>>()
+        .map_err(std::io::Error::other)?;
+    write_json(&out.join("networks.json"), &networks)?;
     write_json(&out.join("diagnostics.json"), diag)?;
     write_edges(&out.join("edges.csv"), data, analysis, &membership)?;
     write_nodes(&out.join("nodes.csv"), data, analysis, &membership, &posts)?;
@@ -103,7 +106,7 @@ pub fn write_all(
         write_signal_edges(&out.join("signal-edges.csv"), data, analysis)?;
     }
     write_gexf(&out.join("networks.gexf"), data, analysis, &membership)?;
-    Ok(())
+    Ok(networks)
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> std::io::Result<()> {

@@ -186,10 +186,7 @@ fn activity_chart(activity: &Value) -> String {
 }
 
 fn members_table(input: &NetworkInput) -> String {
-    let members = input.network["members"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+    let members = crate::members(&input.network);
     let mut rows = String::new();
     for m in members {
         let id = m["id"].as_str().unwrap_or_default();

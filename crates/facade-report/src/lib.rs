@@ -25,6 +25,7 @@ use std::path::Path;
 
 use facade_detect::Record;
 use facade_image::RgbImage;
+use facade_network::time::{format_time_ms, parse_time_ms};
 use serde_json::{json, Value};
 
 pub use composite::{composite, Composite};
@@ -156,38 +157,22 @@ fn creation_histogram(network: &Value) -> Histogram {
     }
 }
 
-/// Days since 1970-01-01 of an ISO date or date-time (`2019-03-04…`).
+const DAY_MS: i64 = 86_400_000;
+
+/// Days since 1970-01-01 of a date or time as the exports write them (`2019-03-04…`).
 pub fn day_number(text: &str) -> Option<i64> {
-    let date = text.get(..10)?;
-    let mut parts = date.split('-');
-    let y: i64 = parts.next()?.parse().ok()?;
-    let m: i64 = parts.next()?.parse().ok()?;
-    let d: i64 = parts.next()?.parse().ok()?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    // Howard Hinnant's days_from_civil.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some(era * 146_097 + doe - 719_468)
+    parse_time_ms(text).map(|ms| ms.div_euclid(DAY_MS))
 }
 
 /// The ISO date of a day number.
 pub fn date_of_day(day: i64) -> String {
-    let z = day + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
+    let time = format_time_ms(day * DAY_MS);
+    time.split('T').next().unwrap_or_default().to_owned()
+}
+
+/// The `members` of a `networks.json` object (none when it has no such list).
+fn members(network: &Value) -> &[Value] {
+    network["members"].as_array().map_or(&[], Vec::as_slice)
 }
 
 fn network_summary(
@@ -196,10 +181,7 @@ fn network_summary(
     creation: &Histogram,
 ) -> Value {
     let network = &input.network;
-    let members: Vec<Value> = network["members"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    let members: Vec<Value> = members(network)
         .iter()
         .map(|m| {
             json!({

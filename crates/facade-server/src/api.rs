@@ -11,7 +11,6 @@ use axum::Json;
 use facade_store::{Decision, NewReview, Store, Subject};
 use serde::Deserialize;
 
-use crate::scan::lock_store;
 use crate::{ApiError, AppState};
 
 const OPENAPI: &str = include_str!("openapi.json");
@@ -42,7 +41,7 @@ async fn with_store<T: Send + 'static>(
     call: impl FnOnce(&mut Store) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let state = state.clone();
-    tokio::task::spawn_blocking(move || call(&mut lock_store(&state)))
+    tokio::task::spawn_blocking(move || call(&mut state.lock_store()))
         .await
         .map_err(|e| ApiError::internal("a store task", e))?
 }
@@ -136,7 +135,7 @@ pub(crate) async fn add_review(
     State(state): State<Arc<AppState>>,
     request: Result<Json<ReviewRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<facade_store::Review>), ApiError> {
-    let Json(request) = request.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    let Json(request) = request?;
     let subject: Subject = request
         .subject
         .parse()

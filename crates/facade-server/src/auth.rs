@@ -30,9 +30,7 @@ pub(crate) async fn require_token(
         }
         _ => {
             let error = ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
-            let mut response = crate::scan::refuse(request, error, &state)
-                .await
-                .into_response();
+            let mut response = state.refuse(request, error).await.into_response();
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer"),

@@ -50,6 +50,25 @@ impl From<facade_store::StoreError> for ApiError {
     }
 }
 
+/// axum's rejections (bad JSON, a body over the limit, broken multipart) keep their status
+/// and message, as JSON like every other error.
+macro_rules! from_rejection {
+    ($($rejection:ty),*) => {$(
+        impl From<$rejection> for ApiError {
+            fn from(rejection: $rejection) -> Self {
+                ApiError::new(rejection.status(), rejection.body_text())
+            }
+        }
+    )*};
+}
+
+from_rejection!(
+    axum::extract::rejection::BytesRejection,
+    axum::extract::rejection::JsonRejection,
+    axum::extract::multipart::MultipartRejection,
+    axum::extract::multipart::MultipartError
+);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Json(serde_json::json!({ "error": self.message }));

@@ -87,6 +87,28 @@ pub(crate) struct AppState {
     pub workers: Arc<Semaphore>,
 }
 
+impl AppState {
+    /// The store, even if a thread panicked while holding it (SQLite's own state stays
+    /// sound: a transaction that did not commit is rolled back).
+    pub(crate) fn lock_store(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Reads and drops the body (within the size limit) before answering `error`: a client
+    /// still sending its upload would otherwise see its connection reset instead of the
+    /// answer.
+    pub(crate) async fn refuse(
+        &self,
+        request: axum::extract::Request,
+        error: ApiError,
+    ) -> ApiError {
+        let _ = axum::body::to_bytes(request.into_body(), self.config.max_body_bytes).await;
+        error
+    }
+}
+
 /// The whole service as an axum router.
 pub fn router(judge: Judge, store: Store, config: ServiceConfig) -> Router {
     let state = Arc::new(AppState {

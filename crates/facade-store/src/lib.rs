@@ -1,9 +1,9 @@
 //! # facade-store: what facade has seen and what analysts decided, kept safely
 //!
 //! One SQLite file (WAL journal, `synchronous = FULL`) holds four things:
-//! - **scans** by the SHA-256 of the image bytes and the judge that made them (model and
-//!   operating point), with a small JPEG thumbnail, so that a rescan of the same bytes is a
-//!   lookup;
+//! - **scans** by the SHA-256 of the image bytes (`facade_image::sha256_hex`) and the judge
+//!   that made them (model and operating point), with a small JPEG thumbnail, so that a rescan
+//!   of the same bytes is a lookup;
 //! - **networks** found by `facade networks` (their `networks.json` object, under an id derived
 //!   from the members, so that the same network found again keeps its id and its reviews);
 //! - **accounts**: the latest known handle, network and picture of each account;
@@ -88,11 +88,6 @@ pub fn default_path() -> PathBuf {
     }
 }
 
-/// The SHA-256 of some bytes, as 64 lowercase hex digits: the key of a scan.
-pub fn content_hash(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -105,13 +100,15 @@ fn now_s() -> i64 {
         .as_secs() as i64
 }
 
-/// A scan to keep: the record JSON (without its path: the same bytes may have many names).
+/// Side of the thumbnails the store is given, in pixels.
+pub const THUMBNAIL_SIDE: u32 = 160;
+
+/// A scan to keep: the record as `facade scan` writes it. Its `path` is not kept (the same
+/// bytes may have many names); its `score` and `verdict` are also kept as columns.
 pub struct NewScan<'a> {
     pub sha256: &'a str,
     pub judge: &'a str,
     pub record: &'a serde_json::Value,
-    pub score: Option<f64>,
-    pub verdict: Option<&'a str>,
     pub thumbnail: Option<&'a [u8]>,
 }
 
@@ -265,15 +262,19 @@ impl Store {
 
     /// Keeps a scan (replacing an older one of the same bytes by the same judge).
     pub fn put_scan(&self, scan: &NewScan) -> Result<()> {
+        let mut record = scan.record.clone();
+        if let Some(fields) = record.as_object_mut() {
+            fields.remove("path");
+        }
         self.conn.execute(
             "INSERT OR REPLACE INTO scans (sha256, judge, record, score, verdict, thumbnail, scanned_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 scan.sha256,
                 scan.judge,
-                scan.record.to_string(),
-                scan.score,
-                scan.verdict,
+                record.to_string(),
+                record["score"].as_f64(),
+                record["verdict"].as_str(),
                 scan.thumbnail,
                 now_s()
             ],

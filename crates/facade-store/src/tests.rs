@@ -1,4 +1,5 @@
 use super::*;
+use facade_image::sha256_hex;
 
 fn temp_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
@@ -74,7 +75,7 @@ fn a_file_that_is_not_a_database_is_a_clear_error() {
 #[test]
 fn scans_are_found_by_hash_and_judge() {
     let (_dir, store) = temp_store();
-    let sha = content_hash(b"image bytes");
+    let sha = sha256_hex(b"image bytes");
     assert_eq!(sha.len(), 64);
     let record = serde_json::json!({"status": "ok", "score": 0.9});
     store
@@ -82,8 +83,6 @@ fn scans_are_found_by_hash_and_judge() {
             sha256: &sha,
             judge: "builtin@0.01",
             record: &record,
-            score: Some(0.9),
-            verdict: Some("ai"),
             thumbnail: Some(b"jpeg"),
         })
         .unwrap();
@@ -91,7 +90,7 @@ fn scans_are_found_by_hash_and_judge() {
     assert_eq!(found.record, record);
     assert!(store.cached_scan(&sha, "other-model").unwrap().is_none());
     assert!(store
-        .cached_scan(&content_hash(b"x"), "builtin@0.01")
+        .cached_scan(&sha256_hex(b"x"), "builtin@0.01")
         .unwrap()
         .is_none());
     assert_eq!(
@@ -175,7 +174,7 @@ fn reviews_are_kept_in_order_and_by_subject() {
     let first = store
         .add_review(&review("network:n1", Decision::Confirm))
         .unwrap();
-    let image = format!("image:{}", content_hash(b"face"));
+    let image = format!("image:{}", sha256_hex(b"face"));
     store
         .add_review(&review(&image, Decision::Dismiss))
         .unwrap();

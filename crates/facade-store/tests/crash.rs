@@ -8,7 +8,8 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use facade_store::{content_hash, Decision, NewReview, NewScan, Store};
+use facade_image::sha256_hex;
+use facade_store::{Decision, NewReview, NewScan, Store};
 
 const CHILD_ENV: &str = "FACADE_STORE_CRASH_CHILD_DB";
 
@@ -30,14 +31,12 @@ fn crash_child_writer() {
                 })
                 .unwrap();
         } else {
-            let sha = content_hash(&n.to_le_bytes());
+            let sha = sha256_hex(&n.to_le_bytes());
             store
                 .put_scan(&NewScan {
                     sha256: &sha,
                     judge: "crash-test",
                     record: &record,
-                    score: None,
-                    verdict: None,
                     thumbnail: Some(&[0u8; 2048]),
                 })
                 .unwrap();
@@ -103,7 +102,7 @@ fn no_acknowledged_write_is_lost_to_kill_9() {
                     "round {round}: review {n} lost"
                 );
             } else {
-                let sha = content_hash(&n.to_le_bytes());
+                let sha = sha256_hex(&n.to_le_bytes());
                 assert!(
                     store.cached_scan(&sha, "crash-test").unwrap().is_some(),
                     "round {round}: scan {n} lost"

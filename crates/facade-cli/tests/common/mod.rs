@@ -79,29 +79,52 @@ pub fn answer(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -
     (status, body)
 }
 
+/// The `facade` binary, ready for arguments.
+pub fn facade() -> Command {
+    Command::new(BIN)
+}
+
+/// Runs `command`, asserts it succeeded and returns its stderr.
+pub fn run_ok(command: &mut Command) -> String {
+    let output = command.output().expect("facade runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{command:?} failed:\n{stderr}");
+    stderr
+}
+
+pub fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The record `facade scan` writes for one file.
+pub fn scan_line(path: &Path) -> Value {
+    let out = facade()
+        .args(["scan", "--format", "jsonl", "--no-progress"])
+        .arg(path)
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Simulates an export and keeps its `facade networks` run in the store at `db` (four
 /// planted networks of 30, 25, 20 and 15 accounts).
 pub fn store_simulated_run(dir: &Path, db: &Path) {
     let sim = dir.join("sim");
-    let status = Command::new(BIN)
-        .args(["simulate", "--organic", "300", "--out"])
-        .arg(&sim)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let status = Command::new(BIN)
-        .arg("networks")
-        .arg("--users")
-        .arg(sim.join("users.csv"))
-        .arg("--tweets")
-        .arg(sim.join("tweets.csv"))
-        .arg("--out")
-        .arg(dir.join("out"))
-        .arg("--db")
-        .arg(db)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    run_ok(
+        facade()
+            .args(["simulate", "--organic", "300", "--out"])
+            .arg(&sim),
+    );
+    run_ok(
+        facade()
+            .arg("networks")
+            .arg("--users")
+            .arg(sim.join("users.csv"))
+            .arg("--tweets")
+            .arg(sim.join("tweets.csv"))
+            .arg("--out")
+            .arg(dir.join("out"))
+            .arg("--db")
+            .arg(db),
+    );
 }

@@ -11,6 +11,24 @@ use csv::ByteRecord;
 use super::IngestError;
 use crate::diagnostics::Diagnostics;
 
+/// Opens `path` as [`CsvTable::open`] does and hands every row to `read_row` with the file's
+/// path; rows the table rejects (ragged, unreadable) never reach it.
+pub fn read_rows(
+    path: &Path,
+    required: &[&str],
+    known: &[&[&str]],
+    diag: &mut Diagnostics,
+    mut read_row: impl FnMut(&Row, &Path, &mut Diagnostics),
+) -> Result<(), IngestError> {
+    let mut table = CsvTable::open(path, required, known, diag)?;
+    let path = table.path.clone();
+    let mut record = ByteRecord::new();
+    while let Some(row) = table.next_row(&mut record, diag) {
+        read_row(&row, &path, diag);
+    }
+    Ok(())
+}
+
 pub struct CsvTable {
     pub path: PathBuf,
     reader: csv::Reader<BufReader<File>>,

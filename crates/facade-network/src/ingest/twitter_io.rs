@@ -3,9 +3,7 @@
 
 use std::path::Path;
 
-use csv::ByteRecord;
-
-use super::csv_table::{CsvTable, Row};
+use super::csv_table::{read_rows, Row};
 use super::{add_post_or_reject, list_account, IngestError};
 use crate::dataset::{Dataset, RawPost};
 use crate::diagnostics::Diagnostics;
@@ -57,13 +55,13 @@ pub fn read_twitter_users(
     data: &mut Dataset,
     diag: &mut Diagnostics,
 ) -> Result<(), IngestError> {
-    let mut table = CsvTable::open(path, &["userid"], &[USER_COLUMNS], diag)?;
-    let path = table.path.clone();
-    let mut record = ByteRecord::new();
-    while let Some(row) = table.next_row(&mut record, diag) {
-        read_user_row(&row, &path, data, diag);
-    }
-    Ok(())
+    read_rows(
+        path,
+        &["userid"],
+        &[USER_COLUMNS],
+        diag,
+        |row, path, diag| read_user_row(row, path, data, diag),
+    )
 }
 
 fn read_user_row(row: &Row, path: &Path, data: &mut Dataset, diag: &mut Diagnostics) {
@@ -82,18 +80,14 @@ pub fn read_twitter_tweets(
     data: &mut Dataset,
     diag: &mut Diagnostics,
 ) -> Result<(), IngestError> {
-    let mut table = CsvTable::open(
+    let known = [USER_COLUMNS, TWEET_COLUMNS];
+    read_rows(
         path,
         &["tweetid", "userid"],
-        &[USER_COLUMNS, TWEET_COLUMNS],
+        &known,
         diag,
-    )?;
-    let path = table.path.clone();
-    let mut record = ByteRecord::new();
-    while let Some(row) = table.next_row(&mut record, diag) {
-        read_tweet_row(&row, &path, data, diag);
-    }
-    Ok(())
+        |row, path, diag| read_tweet_row(row, path, data, diag),
+    )
 }
 
 fn read_tweet_row(row: &Row, path: &Path, data: &mut Dataset, diag: &mut Diagnostics) {
