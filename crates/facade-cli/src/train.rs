@@ -20,7 +20,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 2026)]
     seed: u64,
     /// Passes of the classifier over the training faces.
-    #[arg(long, default_value_t = 18)]
+    #[arg(long, default_value_t = facade_detect::training::DEFAULT_EPOCHS)]
     epochs: usize,
     /// Faces drawn per epoch.
     #[arg(long, default_value_t = 4096)]

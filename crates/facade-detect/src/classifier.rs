@@ -58,6 +58,24 @@ impl FaceClassifier {
         let pooled = h.mean(D::Minus1)?.mean(D::Minus1)?;
         self.head.forward(&pooled)?.squeeze(1)
     }
+
+    /// The logit of each crop as scanning and calibration use it: the mean over the crop and
+    /// its mirror image. Training shows both (mirroring is an augmentation), so the mean is
+    /// the network's answer for the face rather than for one of its two orientations.
+    pub fn logits(&self, crops: &[&[u8]]) -> Result<Vec<f32>> {
+        let mut twice = crops.to_vec();
+        twice.extend_from_slice(crops);
+        let mirror: Vec<bool> = (0..twice.len()).map(|i| i >= crops.len()).collect();
+        let both: Vec<f32> = self
+            .forward(&crops_to_tensor(&twice, &mirror, &Device::Cpu)?)?
+            .to_vec1()?;
+        let (plain, mirrored) = both.split_at(crops.len());
+        Ok(plain
+            .iter()
+            .zip(mirrored)
+            .map(|(a, b)| 0.5 * (a + b))
+            .collect())
+    }
 }
 
 /// Stacks aligned crops (`3 × 64 × 64` bytes each, plane by plane) into a normalised batch;
@@ -107,6 +125,26 @@ mod tests {
             names.iter().any(|n| n == "classifier.conv3.weight"),
             "{names:?}"
         );
+    }
+
+    #[test]
+    fn a_face_and_its_mirror_image_get_the_same_logit() {
+        let map = VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+        let net = FaceClassifier::new(vb.pp("classifier")).expect("build");
+        let side = CROP_SIDE;
+        let crop: Vec<u8> = (0..3 * side * side).map(|i| (i * 7 % 251) as u8).collect();
+        let mut mirrored = crop.clone();
+        for row in mirrored.chunks_exact_mut(side) {
+            row.reverse();
+        }
+        let logits = net.logits(&[&crop, &mirrored]).expect("logits");
+        assert!((logits[0] - logits[1]).abs() < 1e-5, "{logits:?}");
+        let plain: Vec<f32> = net
+            .forward(&crops_to_tensor(&[&crop], &[], &Device::Cpu).expect("batch"))
+            .and_then(|t| t.to_vec1())
+            .expect("forward");
+        assert_ne!(plain[0], logits[0], "the mirror must take part");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use facade_image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use crate::align::{aligned_crop, Jitter};
-use crate::classifier::{crops_to_tensor, FaceClassifier};
+use crate::classifier::FaceClassifier;
 use crate::embedding::{frame_thumbnail, FrameEmbedding, COMPONENTS, FRAME_SIDE};
 use crate::fusion::{threshold_for_fpr, Contribution, Fusion, Raw};
 use crate::geometry::{normalized_landmarks, GeometryModel};
@@ -258,8 +258,7 @@ impl Detectors {
 
     /// The classifier's logits for a batch of aligned crops.
     pub fn classifier_logits(&self, crops: &[&[u8]]) -> Result<Vec<f32>, ModelError> {
-        let x = crops_to_tensor(crops, &[], &Device::Cpu)?;
-        Ok(self.classifier.forward(&x)?.to_vec1()?)
+        Ok(self.classifier.logits(crops)?)
     }
 
     pub fn fuse(&self, raw: &Raw) -> FaceScore {
