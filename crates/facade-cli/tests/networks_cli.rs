@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{facade, read_json, run_ok};
+use common::{facade, networks_on_simulation, read_json, run_ok};
 
 #[test]
 fn simulated_networks_are_recovered_and_exported() {
@@ -18,16 +18,7 @@ fn simulated_networks_are_recovered_and_exported() {
             .args(["simulate", "--seed", "7", "--out"])
             .arg(&sim),
     );
-    let stderr = run_ok(
-        facade()
-            .arg("networks")
-            .arg("--users")
-            .arg(sim.join("users.csv"))
-            .arg("--tweets")
-            .arg(sim.join("tweets.csv"))
-            .arg("--out")
-            .arg(&out),
-    );
+    let stderr = run_ok(&mut networks_on_simulation(&sim, &out));
     assert!(stderr.contains("0 rows rejected"), "{stderr}");
 
     let truth = read_json(&sim.join("truth.json"));

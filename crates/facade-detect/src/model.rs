@@ -239,8 +239,9 @@ impl Detectors {
             .iter()
             .map(|face| aligned_crop(image, &face.landmarks, Jitter::default()).pixels)
             .collect();
-        let logits =
-            self.classifier_logits(&crops.iter().map(Vec::as_slice).collect::<Vec<_>>())?;
+        let logits = self
+            .classifier
+            .logits(&crops.iter().map(Vec::as_slice).collect::<Vec<_>>())?;
         Ok(faces
             .iter()
             .zip(logits)
@@ -254,11 +255,6 @@ impl Detectors {
                 })
             })
             .collect())
-    }
-
-    /// The classifier's logits for a batch of aligned crops.
-    pub fn classifier_logits(&self, crops: &[&[u8]]) -> Result<Vec<f32>, ModelError> {
-        Ok(self.classifier.logits(crops)?)
     }
 
     pub fn fuse(&self, raw: &Raw) -> FaceScore {

@@ -116,15 +116,22 @@ pub fn store_simulated_run(dir: &Path, db: &Path) {
             .arg(&sim),
     );
     run_ok(
-        facade()
-            .arg("networks")
-            .arg("--users")
-            .arg(sim.join("users.csv"))
-            .arg("--tweets")
-            .arg(sim.join("tweets.csv"))
-            .arg("--out")
-            .arg(dir.join("out"))
+        networks_on_simulation(&sim, &dir.join("out"))
             .arg("--db")
             .arg(db),
     );
+}
+
+/// `facade networks` on the users and tweets CSVs `facade simulate` wrote to `sim`.
+pub fn networks_on_simulation(sim: &Path, out: &Path) -> Command {
+    let mut command = facade();
+    command
+        .arg("networks")
+        .arg("--users")
+        .arg(sim.join("users.csv"))
+        .arg("--tweets")
+        .arg(sim.join("tweets.csv"))
+        .arg("--out")
+        .arg(out);
+    command
 }
