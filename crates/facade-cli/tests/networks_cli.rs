@@ -86,7 +86,15 @@ fn simulated_networks_are_recovered_and_exported() {
     let edges = doc.descendants().filter(|n| n.has_tag_name("edge")).count();
     let edges_csv = std::fs::read_to_string(out.join("edges.csv")).unwrap();
     assert_eq!(edges, edges_csv.lines().count() - 1);
-    assert!(nodes > 100);
+    let nodes_csv = std::fs::read_to_string(out.join("nodes.csv")).unwrap();
+    assert_eq!(nodes, nodes_csv.lines().count() - 1);
+    let planted_accounts: usize = truth["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["accounts"].as_array().unwrap().len())
+        .sum();
+    assert!(nodes >= planted_accounts, "{nodes} nodes");
     assert!(gexf.contains(r#"title="network_score""#));
 }
 

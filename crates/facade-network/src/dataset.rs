@@ -3,6 +3,7 @@
 //! and token sets for near-duplicates. Texts themselves are not kept, so ten million posts
 //! fit in a few hundred megabytes.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -104,16 +105,17 @@ pub enum PostRefusal {
 pub struct Dataset {
     pub accounts: Vec<Account>,
     pub posts: Vec<Post>,
-    /// Post ids, concatenated; `post_id(i)` reads one.
-    post_id_bytes: Vec<u8>,
-    post_id_ends: Vec<u64>,
+    /// Post ids; `post_id(i)` reads one.
+    post_ids: PostIds,
     /// (link key, post) for every link of an original post.
     pub links: Vec<(u64, PostIx)>,
     /// (post, start, len) into `token_data`, for original posts with enough words.
     pub token_spans: Vec<(PostIx, u32, u32)>,
     pub token_data: Vec<u32>,
     account_index: FxHashMap<String, AccountIx>,
-    seen_posts: FxHashSet<u128>,
+    /// Ids seen so far, for duplicates: numeric ids as themselves, others by 128-bit hash.
+    seen_numeric: FxHashSet<u64>,
+    seen_other: FxHashSet<u128>,
     pub options: IngestOptions,
 }
 
@@ -143,20 +145,22 @@ impl Dataset {
         ix
     }
 
-    pub fn post_id(&self, post: PostIx) -> &str {
-        let post = post as usize;
-        let start = if post == 0 {
-            0
-        } else {
-            self.post_id_ends[post - 1] as usize
-        };
-        let end = self.post_id_ends[post] as usize;
-        std::str::from_utf8(&self.post_id_bytes[start..end]).unwrap_or("")
+    pub fn post_id(&self, post: PostIx) -> Cow<'_, str> {
+        self.post_ids.get(post)
     }
 
     /// Frees what only reading needs (the index of post ids seen, for duplicates).
     pub fn finish_reading(&mut self) {
-        self.seen_posts = FxHashSet::default();
+        self.seen_numeric = FxHashSet::default();
+        self.seen_other = FxHashSet::default();
+    }
+
+    /// False when `id` was seen before (and remembers it).
+    fn first_sighting(&mut self, id: &str) -> bool {
+        match canonical_number(id) {
+            Some(n) => self.seen_numeric.insert(n),
+            None => self.seen_other.insert(xxh3_128(id.as_bytes())),
+        }
     }
 
     pub fn tokens(&self, span: (PostIx, u32, u32)) -> &[u32] {
@@ -171,7 +175,7 @@ impl Dataset {
         if raw.account_id.trim().is_empty() {
             return Err(PostRefusal::EmptyAccount);
         }
-        if !self.seen_posts.insert(xxh3_128(id.as_bytes())) {
+        if !self.first_sighting(id) {
             return Err(PostRefusal::DuplicateId);
         }
         let account = self.account_entry(raw.account_id.trim());
@@ -202,8 +206,7 @@ impl Dataset {
                 .map(|r| key(xxh3_64(r.as_bytes()))),
             hashtag_key: hashtag_key(raw.hashtags.as_deref(), raw.text).map(key),
         });
-        self.post_id_bytes.extend_from_slice(id.as_bytes());
-        self.post_id_ends.push(self.post_id_bytes.len() as u64);
+        self.post_ids.push(id);
         if original {
             self.keep_links(ix, &raw.urls);
             if self.options.near_duplicates {
@@ -233,6 +236,59 @@ impl Dataset {
             self.token_data.extend_from_slice(&tokens);
         }
     }
+}
+
+/// Post ids in 8 bytes each where they are decimal numbers (tweet ids are), with other ids'
+/// bytes kept aside: ten million tweet ids take 80 MB instead of 270.
+#[derive(Debug, Default)]
+struct PostIds {
+    /// The number, or `OTHER | n` for the n-th id kept as text.
+    ids: Vec<u64>,
+    other_bytes: Vec<u8>,
+    other_ends: Vec<usize>,
+}
+
+/// Marks an id kept as text; numbers are stored only below it.
+const OTHER: u64 = 1 << 63;
+
+impl PostIds {
+    fn push(&mut self, id: &str) {
+        match canonical_number(id) {
+            Some(n) => self.ids.push(n),
+            None => {
+                self.ids.push(OTHER | self.other_ends.len() as u64);
+                self.other_bytes.extend_from_slice(id.as_bytes());
+                self.other_ends.push(self.other_bytes.len());
+            }
+        }
+    }
+
+    fn get(&self, post: PostIx) -> Cow<'_, str> {
+        let Some(&value) = self.ids.get(post as usize) else {
+            return Cow::Borrowed("");
+        };
+        if value & OTHER == 0 {
+            return Cow::Owned(value.to_string());
+        }
+        let n = (value & !OTHER) as usize;
+        let start = if n == 0 { 0 } else { self.other_ends[n - 1] };
+        let bytes = &self.other_bytes[start..self.other_ends[n]];
+        Cow::Borrowed(std::str::from_utf8(bytes).unwrap_or(""))
+    }
+}
+
+/// `id` as a number when it is written exactly as that number prints (no sign, no leading
+/// zero, below 2⁶³), so that printing the number gives `id` back.
+fn canonical_number(id: &str) -> Option<u64> {
+    let bytes = id.as_bytes();
+    let plain = !bytes.is_empty()
+        && bytes.len() <= 19
+        && bytes.iter().all(u8::is_ascii_digit)
+        && (bytes[0] != b'0' || bytes.len() == 1);
+    if !plain {
+        return None;
+    }
+    id.parse::<u64>().ok().filter(|&n| n < OTHER)
 }
 
 /// The ordered, lower-cased hashtag sequence of a post, when it has two or more.
@@ -281,6 +337,47 @@ mod tests {
         assert_eq!(data.post_id(0), "1");
         assert_eq!(data.post_id(1), "2");
         assert_eq!(data.accounts.len(), 2);
+    }
+
+    #[test]
+    fn post_ids_read_back_as_written_whether_numbers_or_not() {
+        let ids = [
+            "1",
+            "0",
+            "007",
+            "1288834974657",
+            "9223372036854775807",
+            "9223372036854775808",
+            "18446744073709551616",
+            "abc",
+            "",
+            "1e5",
+            "-3",
+            "ü42",
+        ];
+        let mut stored = PostIds::default();
+        for id in ids {
+            stored.push(id);
+        }
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(stored.get(i as PostIx), *id);
+        }
+        assert_eq!(stored.get(ids.len() as PostIx), "");
+    }
+
+    #[test]
+    fn a_number_and_its_zero_padded_form_are_different_ids() {
+        let mut data = Dataset::new(IngestOptions::default());
+        assert_eq!(data.add_post(post("7", "a", "x")), Ok(0));
+        assert_eq!(data.add_post(post("007", "a", "y")), Ok(1));
+        assert_eq!(
+            data.add_post(post("007", "b", "z")),
+            Err(PostRefusal::DuplicateId)
+        );
+        assert_eq!(
+            data.add_post(post("7", "b", "z")),
+            Err(PostRefusal::DuplicateId)
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! per-signal directed edges in the toolkit's form (`signal-edges.csv`) and the ingest's
 //! `diagnostics.json`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -72,7 +73,7 @@ struct SignalOut<'a> {
 
 #[derive(Serialize)]
 struct PostPair<'a> {
-    posts: [&'a str; 2],
+    posts: [Cow<'a, str>; 2],
     times: [String; 2],
 }
 

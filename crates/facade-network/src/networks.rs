@@ -15,14 +15,16 @@
 //! `score = 1 − (1 − coordination·√cohesion)(1 − 0.4·burst)(1 − 0.4·ai_faces)(1 − 0.2·handles)`.
 //! Communities of at least `min_members` with `score ≥ flag_score` are flagged as networks.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::dataset::{AccountIx, Dataset};
 use crate::louvain::{communities, WeightedGraph};
-use crate::signals::{co_actions, shared_faces, CoActionParams, PairEvidence, PairKey, Signal};
+use crate::signals::{
+    co_actions, shared_faces, CoActionParams, PairEvidence, PairKey, Signal, EXAMPLES_KEPT,
+};
 
 #[derive(Clone, Debug)]
 pub struct AnalysisParams {
@@ -150,6 +152,7 @@ pub fn analyse(data: &Dataset, params: &AnalysisParams) -> Analysis {
     by_signal.sort_by_key(|(signal, _)| *signal);
     let mut links = build_links(data, &by_signal, &bursts, params.min_strength);
     attach_examples(data, &mut links, params);
+    count_shared_posts_once(&mut links, params.min_strength);
     let mut graph = WeightedGraph::with_nodes(data.accounts.len());
     for link in &links {
         graph.add_edge(link.a, link.b, link.strength);
@@ -260,6 +263,40 @@ fn attach_examples(data: &Dataset, links: &mut [Link], params: &AnalysisParams) 
             }
         }
     }
+}
+
+/// Strength from the posts themselves: a pair of posts that several signals matched (a reply
+/// to the same post carrying the same link is a co-reply and a co-link) is one coordinated
+/// post, not one per signal. Where every co-action's example list is complete (fewer than
+/// [`EXAMPLES_KEPT`] pairs), the link's co-action strength becomes the number of distinct
+/// posts matched across signals (the smaller side); links that fall below `min_strength` go.
+/// A complete list holds fewer than ten pairs, so only weak links can change: one chance
+/// moment in a ten-million-post export no longer counts twice.
+fn count_shared_posts_once(links: &mut Vec<Link>, min_strength: f64) {
+    for link in links.iter_mut() {
+        let co_actions: Vec<&PairEvidence> = link
+            .evidence
+            .iter()
+            .filter(|(signal, _)| Signal::CO_ACTIONS.contains(signal))
+            .map(|(_, evidence)| evidence)
+            .collect();
+        if co_actions.len() < 2 || co_actions.iter().any(|e| e.examples.len() >= EXAMPLES_KEPT) {
+            continue;
+        }
+        let summed: f64 = co_actions
+            .iter()
+            .map(|e| f64::from(e.counts.coordinated_posts()))
+            .sum();
+        let mut low_posts = BTreeSet::new();
+        let mut high_posts = BTreeSet::new();
+        for &(low, high) in co_actions.iter().flat_map(|e| e.examples.iter()) {
+            low_posts.insert(low);
+            high_posts.insert(high);
+        }
+        let distinct = low_posts.len().min(high_posts.len()) as f64;
+        link.strength -= summed - distinct;
+    }
+    links.retain(|l| l.strength >= min_strength);
 }
 
 /// Accounts created in anomalous bursts: more accounts within `window` of each other than
@@ -526,6 +563,68 @@ impl ShapeBaseline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn link(a: AccountIx, evidence: &[(Signal, &[(u32, u32)])]) -> Link {
+        let evidence: BTreeMap<Signal, PairEvidence> = evidence
+            .iter()
+            .map(|&(signal, pairs)| {
+                let distinct = |side: fn(&(u32, u32)) -> u32| {
+                    pairs.iter().map(side).collect::<BTreeSet<_>>().len() as u32
+                };
+                let counts = crate::signals::PairCounts {
+                    low_to_high: distinct(|p| p.0),
+                    high_to_low: distinct(|p| p.1),
+                };
+                let examples = pairs.iter().take(EXAMPLES_KEPT).copied().collect();
+                (signal, PairEvidence { counts, examples })
+            })
+            .collect();
+        let strength = evidence
+            .values()
+            .map(|e| f64::from(e.counts.coordinated_posts()))
+            .sum();
+        Link {
+            a,
+            b: a + 1,
+            strength,
+            evidence,
+            same_burst: false,
+            both_ai_faces: false,
+        }
+    }
+
+    #[test]
+    fn a_post_pair_matched_by_several_signals_counts_once() {
+        let many: Vec<(u32, u32)> = (0..12).map(|i| (100 + i, 200 + i)).collect();
+        let mut links = vec![
+            // A reply to the same post with the same link: one moment, two signals.
+            link(
+                0,
+                &[(Signal::CoLink, &[(7, 9)]), (Signal::CoReply, &[(7, 9)])],
+            ),
+            // Two different moments on two signals.
+            link(
+                2,
+                &[(Signal::CoLink, &[(7, 9)]), (Signal::CoReply, &[(8, 10)])],
+            ),
+            // One moment shared, one not: two posts on each side.
+            link(
+                4,
+                &[
+                    (Signal::CoTweet, &[(1, 2), (3, 4)]),
+                    (Signal::CoLink, &[(1, 2)]),
+                ],
+            ),
+            // A list cut at the cap cannot be deduplicated: left as it is.
+            link(
+                6,
+                &[(Signal::CoRetweet, &many), (Signal::CoLink, &[(100, 200)])],
+            ),
+        ];
+        count_shared_posts_once(&mut links, 2.0);
+        let kept: Vec<(AccountIx, f64)> = links.iter().map(|l| (l.a, l.strength)).collect();
+        assert_eq!(kept, vec![(2, 2.0), (4, 2.0), (6, 13.0)]);
+    }
 
     #[test]
     fn handle_shapes() {

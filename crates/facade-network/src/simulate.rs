@@ -12,6 +12,7 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp, LogNormal, Zipf};
+use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::time::format_time_ms;
@@ -20,6 +21,10 @@ use crate::time::format_time_ms;
 const START_MS: i64 = 1_577_836_800_000;
 const DAY_MS: i64 = 86_400_000;
 const TWITTER_EPOCH_MS: i64 = 1_288_834_974_657;
+/// The audience cap of a viral post is 1% of the organic accounts, and at least this.
+const VIRAL_REACH_MIN: usize = 30;
+/// Draws before an account gives up looking for a viral post it has not engaged with.
+const VIRAL_DRAWS: usize = 20;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SimulateParams {
@@ -93,6 +98,15 @@ struct World {
     /// Viral posts: (tweet id, author id, time).
     viral: Vec<(u64, String, i64)>,
     viral_rank: Zipf<f64>,
+    /// Accounts that retweeted or replied to each viral post so far.
+    viral_audience: Vec<u32>,
+    /// The most accounts one viral post reaches: a share of the population, as on a real
+    /// platform. Without it the Zipf head grows with the export until one post is retweeted
+    /// by most accounts within hours (and the co-retweet pairs grow with its square).
+    viral_reach: u32,
+    /// Viral posts the account being written has already retweeted or replied to: a post is
+    /// retweeted once per account.
+    engaged: FxHashSet<usize>,
     next_sequence: u64,
     params: SimulateParams,
 }
@@ -145,17 +159,35 @@ impl World {
             hashtags,
             viral: Vec::new(),
             viral_rank: zipf(1, 1.0),
+            viral_audience: Vec::new(),
+            viral_reach: (params.organic_accounts / 100).max(VIRAL_REACH_MIN) as u32,
+            engaged: FxHashSet::default(),
             next_sequence: 0,
             params: params.clone(),
         };
-        let viral_count = (params.organic_accounts / 5).max(20);
+        let viral_count = params.organic_accounts.max(20);
         for i in 0..viral_count {
             let time = START_MS + rng.random_range(0..params.days * DAY_MS);
             let id = world.tweet_id(time);
             world.viral.push((id, format!("influencer{i}"), time));
         }
         world.viral_rank = zipf(viral_count, 1.0);
+        world.viral_audience = vec![0; viral_count];
         world
+    }
+
+    /// A viral post for the current account to retweet or reply to: popular ones more often
+    /// (Zipf), none it engaged with before, none that reached its audience cap. `None` when a
+    /// few draws found nothing (the account then writes an ordinary post).
+    fn viral_pick(&mut self, rng: &mut ChaCha8Rng) -> Option<(u64, String, i64)> {
+        for _ in 0..VIRAL_DRAWS {
+            let k = rank(&self.viral_rank, rng);
+            if self.viral_audience[k] < self.viral_reach && self.engaged.insert(k) {
+                self.viral_audience[k] += 1;
+                return Some(self.viral[k].clone());
+            }
+        }
+        None
     }
 
     /// A snowflake id for a post at `time_ms`, unique in the export.
@@ -262,6 +294,7 @@ fn generate(writers: &mut Writers, params: &SimulateParams) -> std::io::Result<G
         LogNormal::new(params.mean_posts.max(1.0).ln() - 0.5, 1.0).expect("valid log-normal");
     for i in 0..params.organic_accounts {
         let account = organic_account(&mut rng, i);
+        world.engaged.clear();
         write_user(writers, &account)?;
         let posts = (activity.sample(&mut rng) as usize).clamp(1, 5000);
         for _ in 0..posts {
@@ -327,14 +360,15 @@ fn organic_post(rng: &mut ChaCha8Rng, world: &mut World) -> SimPost {
     let roll: f64 = rng.random();
     if roll < 0.3 {
         // A retweet in a viral cascade: soon after the source, exponentially fewer later.
-        let (id, author, time) = world.viral[rank(&world.viral_rank, rng)].clone();
-        let delay = Exp::new(1.0 / 7_200_000.0).expect("valid rate").sample(rng) as i64;
-        return SimPost {
-            time_ms: time + delay,
-            text: String::new(),
-            retweet_of: Some((id, author)),
-            ..SimPost::default()
-        };
+        if let Some((id, author, time)) = world.viral_pick(rng) {
+            let delay = Exp::new(1.0 / 7_200_000.0).expect("valid rate").sample(rng) as i64;
+            return SimPost {
+                time_ms: time + delay,
+                text: String::new(),
+                retweet_of: Some((id, author)),
+                ..SimPost::default()
+            };
+        }
     }
     let mut post = SimPost {
         time_ms: world.random_time(rng),
@@ -346,9 +380,11 @@ fn organic_post(rng: &mut ChaCha8Rng, world: &mut World) -> SimPost {
     }
     post.text = world.sentence(rng, 5..18);
     if roll < 0.4 {
-        let (id, author, time) = world.viral[rank(&world.viral_rank, rng)].clone();
-        post.time_ms = time + Exp::new(1.0 / 3_600_000.0).expect("valid rate").sample(rng) as i64;
-        post.reply_to = Some((id, author));
+        if let Some((id, author, time)) = world.viral_pick(rng) {
+            post.time_ms =
+                time + Exp::new(1.0 / 3_600_000.0).expect("valid rate").sample(rng) as i64;
+            post.reply_to = Some((id, author));
+        }
     }
     if rng.random_bool(0.2) {
         post.urls
