@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{facade, networks_on_simulation, read_json, run_ok};
+use common::{facade, networks_on_posts_with_images, networks_on_simulation, read_json, run_ok};
 
 #[test]
 fn simulated_networks_are_recovered_and_exported() {
@@ -372,16 +372,7 @@ fn profile_pictures_are_scanned_and_a_reused_face_links_accounts() {
         .collect();
     std::fs::write(&posts, lines).unwrap();
     let out = dir.path().join("out");
-    let stderr = run_ok(
-        facade()
-            .arg("networks")
-            .arg("--posts")
-            .arg(&posts)
-            .arg("--images")
-            .arg(&images)
-            .arg("--out")
-            .arg(&out),
-    );
+    let stderr = run_ok(&mut networks_on_posts_with_images(&posts, &images, &out));
     assert!(stderr.contains("scanned 4 profile pictures"), "{stderr}");
     let networks = read_json(&out.join("networks.json"));
     let top = &networks[0];

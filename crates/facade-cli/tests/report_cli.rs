@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{facade, read_json, run_ok};
+use common::{facade, networks_on_posts_with_images, read_json, run_ok};
 use std::path::{Path, PathBuf};
 
 /// Six accounts per group post the same texts within seconds; each wears its own picture.
@@ -49,16 +49,7 @@ fn a_report_shows_the_composite_with_stylegan_eyes_lined_up() {
     ];
     let (posts, images) = export(dir.path(), &groups);
     let out = dir.path().join("out");
-    run_ok(
-        facade()
-            .arg("networks")
-            .arg("--posts")
-            .arg(&posts)
-            .arg("--images")
-            .arg(&images)
-            .arg("--out")
-            .arg(&out),
-    );
+    run_ok(&mut networks_on_posts_with_images(&posts, &images, &out));
     let report = dir.path().join("report");
     let stderr = run_ok(
         facade()

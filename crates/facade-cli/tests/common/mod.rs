@@ -122,6 +122,20 @@ pub fn store_simulated_run(dir: &Path, db: &Path) {
     );
 }
 
+/// `facade networks` on a JSON Lines posts file, scanning the profile pictures in `images`.
+pub fn networks_on_posts_with_images(posts: &Path, images: &Path, out: &Path) -> Command {
+    let mut command = facade();
+    command
+        .arg("networks")
+        .arg("--posts")
+        .arg(posts)
+        .arg("--images")
+        .arg(images)
+        .arg("--out")
+        .arg(out);
+    command
+}
+
 /// `facade networks` on the users and tweets CSVs `facade simulate` wrote to `sim`.
 pub fn networks_on_simulation(sim: &Path, out: &Path) -> Command {
     let mut command = facade();
