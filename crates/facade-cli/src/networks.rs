@@ -131,11 +131,12 @@ pub fn run(args: NetworksArgs) -> anyhow::Result<ExitCode> {
     };
     let options = IngestOptions {
         link_match: args.link_match,
-        near_duplicates: signals.contains(&Signal::CoSimilarTweet),
+        signals: signals.clone(),
         ..IngestOptions::default()
     };
-    let (mut data, diag) = read_inputs(&args, options)?;
-    data.finish_reading();
+    let (mut data, mut diag) = read_inputs(&args, options)?;
+    data.finish_reading_into(&mut diag)
+        .context("reading the posts (temporary storage, TMPDIR)")?;
     eprintln!("facade: {}", diag.summary());
     let mut pictures = Vec::new();
     let judge = match &args.images {
@@ -162,7 +163,8 @@ pub fn run(args: NetworksArgs) -> anyhow::Result<ExitCode> {
         ..AnalysisParams::default()
     };
     let read_s = started.elapsed().as_secs_f64();
-    let analysis = analyse(&data, &params);
+    let analysis =
+        analyse(&data, &params).context("analysing the posts (temporary storage, TMPDIR)")?;
     let analysed_s = started.elapsed().as_secs_f64();
     let written = export::write_all(&args.out, &data, &analysis, &diag, args.signal_edges)
         .with_context(|| format!("writing to {}", args.out.display()))?;

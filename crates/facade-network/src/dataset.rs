@@ -1,15 +1,22 @@
-//! The accounts and posts of an export, reduced to what the coordination signals compare:
-//! keys (hashes) of normalised texts, reposted and replied-to ids, links, hashtag sequences,
-//! and token sets for near-duplicates. Texts themselves are not kept: a post costs 48 bytes
-//! of keys and 8 of id (a tweet id), so ten million posts take about 560 MB.
+//! The accounts and posts of an export, reduced to what the coordination signals compare.
+//! Texts themselves are not kept. Each post leaves a 20-byte record (account, time, id) and,
+//! per co-action signal it can take part in, a 24-byte keyed record (hash of its normalised
+//! text, reposted or replied-to id, link or hashtag sequence; time; account; post), which is
+//! sorted by key as it is read. Both live in [`crate::spill`] structures: in memory for a
+//! small export, on disk beyond 16 MB each, so ten million posts need disk, not memory.
+//! Duplicate post ids are found by sorting the ids once reading is done
+//! ([`Dataset::finish_reading`]), not with an in-memory set of every id.
 
-use std::borrow::Cow;
-use std::path::PathBuf;
+use std::io;
+use std::path::{Path, PathBuf};
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
+use crate::diagnostics::Diagnostics;
+use crate::signals::Signal;
+use crate::spill::{get_u32, get_u64, put_u32, put_u64, Record, RecordLog, Sorted, Sorter};
 use crate::text::{key_of_normalised, link_form, normalise_text, tokens_of_normalised, LinkMatch};
 
 pub type AccountIx = u32;
@@ -36,26 +43,113 @@ pub struct Account {
     pub face: Option<FaceEvidence>,
     /// Read from an accounts/users file (not only seen as the author of posts).
     pub listed: bool,
+    /// Posts kept (duplicates not counted).
+    pub posts: u32,
 }
 
-#[derive(Clone, Copy, Debug)]
-pub struct Post {
+/// One post under one key of one signal: what the co-action join compares. Sorted by key,
+/// then time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Keyed {
+    pub key: u64,
+    pub time_ms: i64,
+    pub post: PostIx,
+    pub account: AccountIx,
+}
+
+impl Record for Keyed {
+    const SIZE: usize = 24;
+    fn write(&self, out: &mut [u8]) {
+        put_u64(out, 0, self.key);
+        put_u64(out, 8, self.time_ms as u64);
+        put_u32(out, 16, self.post);
+        put_u32(out, 20, self.account);
+    }
+    fn read(bytes: &[u8]) -> Self {
+        Keyed {
+            key: get_u64(bytes, 0),
+            time_ms: get_u64(bytes, 8) as i64,
+            post: get_u32(bytes, 16),
+            account: get_u32(bytes, 20),
+        }
+    }
+}
+
+/// A post as kept: its account, time and id (see [`PostIds`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PostRecord {
     pub account: AccountIx,
     pub time_ms: i64,
-    /// Normalised text, for original posts (not reposts) with any text left.
-    pub text_key: Option<Key>,
-    pub repost_of: Option<Key>,
-    pub reply_to: Option<Key>,
-    /// The ordered sequence of hashtags, when there are at least two.
-    pub hashtag_key: Option<Key>,
+    id: u64,
 }
 
-/// A 64-bit hash used as a key; non-zero so that `Option<Key>` takes 8 bytes (ten million
-/// posts: 320 MB less).
-pub type Key = std::num::NonZeroU64;
+impl Record for PostRecord {
+    const SIZE: usize = 20;
+    fn write(&self, out: &mut [u8]) {
+        put_u32(out, 0, self.account);
+        put_u64(out, 4, self.time_ms as u64);
+        put_u64(out, 12, self.id);
+    }
+    fn read(bytes: &[u8]) -> Self {
+        PostRecord {
+            account: get_u32(bytes, 0),
+            time_ms: get_u64(bytes, 4) as i64,
+            id: get_u64(bytes, 12),
+        }
+    }
+}
 
-fn key(hash: u64) -> Key {
-    Key::new(hash).unwrap_or(Key::MIN)
+/// A post id seen, for finding duplicates after reading: sorted by id, then post.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct IdSeen {
+    /// A numeric id as itself; any other by its 128-bit hash with the top bit set.
+    key: u128,
+    post: PostIx,
+    /// Index into `Dataset::sources`, and the row's line there.
+    source: u32,
+    line: u64,
+}
+
+impl Record for IdSeen {
+    const SIZE: usize = 32;
+    fn write(&self, out: &mut [u8]) {
+        put_u64(out, 0, self.key as u64);
+        put_u64(out, 8, (self.key >> 64) as u64);
+        put_u32(out, 16, self.post);
+        put_u32(out, 20, self.source);
+        put_u64(out, 24, self.line);
+    }
+    fn read(bytes: &[u8]) -> Self {
+        IdSeen {
+            key: u128::from(get_u64(bytes, 0)) | (u128::from(get_u64(bytes, 8)) << 64),
+            post: get_u32(bytes, 16),
+            source: get_u32(bytes, 20),
+            line: get_u64(bytes, 24),
+        }
+    }
+}
+
+impl Record for u8 {
+    const SIZE: usize = 1;
+    fn write(&self, out: &mut [u8]) {
+        out[0] = *self;
+    }
+    fn read(bytes: &[u8]) -> Self {
+        bytes[0]
+    }
+}
+
+/// The words of an original post with enough of them, for near-duplicate detection (kept in
+/// memory: ~4 bytes a word, and only when that signal is asked for).
+#[derive(Clone, Copy, Debug)]
+pub struct TokenSpan {
+    pub post: PostIx,
+    pub account: AccountIx,
+    pub time_ms: i64,
+    /// The post's text key (0: none), to leave identical texts to co-tweet.
+    pub text_key: u64,
+    start: u32,
+    len: u32,
 }
 
 /// One post as an ingest format reads it.
@@ -77,8 +171,9 @@ pub struct RawPost<'a> {
 #[derive(Clone, Debug)]
 pub struct IngestOptions {
     pub link_match: LinkMatch,
-    /// Keep token sets for near-duplicate detection (costs memory: ~4 bytes a word).
-    pub near_duplicates: bool,
+    /// The co-action signals to key posts for (others cost nothing). Near-duplicates keep
+    /// every original post's words in memory (~4 bytes a word).
+    pub signals: Vec<Signal>,
     /// Posts with fewer distinct words are never near-duplicates (short posts match by chance).
     pub min_tokens: usize,
 }
@@ -87,7 +182,7 @@ impl Default for IngestOptions {
     fn default() -> Self {
         Self {
             link_match: LinkMatch::default(),
-            near_duplicates: true,
+            signals: Signal::CO_ACTIONS.to_vec(),
             min_tokens: 5,
         }
     }
@@ -96,26 +191,50 @@ impl Default for IngestOptions {
 /// Why a post was not added.
 #[derive(Debug, PartialEq, Eq)]
 pub enum PostRefusal {
-    DuplicateId,
     EmptyId,
+    /// Longer than [`MAX_ID_BYTES`].
+    LongId,
     EmptyAccount,
+    /// More than `PostIx` can number.
+    TooMany,
+    /// Temporary storage failed; [`Dataset::finish_reading`] returns the error.
+    Storage,
+}
+
+/// Longest post id kept (tweet ids have 19 digits; longer ones are hostile or broken).
+pub const MAX_ID_BYTES: usize = 4095;
+
+/// A duplicate post id found by [`Dataset::finish_reading`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct Duplicate {
+    pub file: PathBuf,
+    pub line: u64,
+    pub id: String,
 }
 
 #[derive(Debug, Default)]
 pub struct Dataset {
     pub accounts: Vec<Account>,
-    pub posts: Vec<Post>,
-    /// Post ids; `post_id(i)` reads one.
-    post_ids: PostIds,
-    /// (link key, post) for every link of an original post.
-    pub links: Vec<(u64, PostIx)>,
-    /// (post, start, len) into `token_data`, for original posts with enough words.
-    pub token_spans: Vec<(PostIx, u32, u32)>,
+    /// Every post read, in order (duplicates included and marked in `dropped`).
+    posts: RecordLog<PostRecord>,
+    /// Bytes of post ids that are not numbers.
+    other_ids: RecordLog<u8>,
+    /// Keyed records per co-action signal: being sorted while reading, sorted after.
+    sorting: FxHashMap<Signal, Sorter<Keyed>>,
+    keyed: FxHashMap<Signal, Sorted<Keyed>>,
+    /// Original posts' words, for near-duplicates (post order).
+    pub token_spans: Vec<TokenSpan>,
     pub token_data: Vec<u32>,
-    account_index: FxHashMap<String, AccountIx>,
-    /// Ids seen so far, for duplicates: numeric ids as themselves, others by 128-bit hash.
-    seen_numeric: FxHashSet<u64>,
-    seen_other: FxHashSet<u128>,
+    /// Accounts by the 128-bit hash of their id (no second copy of every id).
+    account_index: FxHashMap<u128, AccountIx>,
+    ids_seen: Sorter<IdSeen>,
+    /// The files posts came from, for naming duplicates.
+    sources: Vec<PathBuf>,
+    /// Posts dropped as duplicates, one bit each.
+    dropped: Vec<u64>,
+    /// The first storage error, returned by `finish_reading`.
+    failure: Option<io::Error>,
+    finished: bool,
     pub options: IngestOptions,
 }
 
@@ -128,96 +247,280 @@ impl Dataset {
     }
 
     pub fn account_ix(&self, id: &str) -> Option<AccountIx> {
-        self.account_index.get(id).copied()
+        self.account_index.get(&xxh3_128(id.as_bytes())).copied()
     }
 
     /// The account with this id, created (unlisted, no details) when first seen.
     pub fn account_entry(&mut self, id: &str) -> AccountIx {
-        if let Some(ix) = self.account_index.get(id) {
-            return *ix;
+        let next = self.accounts.len() as AccountIx;
+        let ix = *self
+            .account_index
+            .entry(xxh3_128(id.as_bytes()))
+            .or_insert(next);
+        if ix == next {
+            self.accounts.push(Account {
+                id: id.to_owned(),
+                ..Account::default()
+            });
         }
-        let ix = self.accounts.len() as AccountIx;
-        self.accounts.push(Account {
-            id: id.to_owned(),
-            ..Account::default()
-        });
-        self.account_index.insert(id.to_owned(), ix);
         ix
     }
 
-    pub fn post_id(&self, post: PostIx) -> Cow<'_, str> {
-        self.post_ids.get(post)
+    /// Posts read, duplicates included (a `PostIx` is below this).
+    pub fn posts_read(&self) -> u64 {
+        self.posts.len()
     }
 
-    /// Frees what only reading needs (the index of post ids seen, for duplicates).
-    pub fn finish_reading(&mut self) {
-        self.seen_numeric = FxHashSet::default();
-        self.seen_other = FxHashSet::default();
+    pub fn is_dropped(&self, post: PostIx) -> bool {
+        self.dropped
+            .get(post as usize / 64)
+            .is_some_and(|word| word >> (post % 64) & 1 == 1)
     }
 
-    /// False when `id` (`number` when it is one) was seen before; remembers it.
-    fn first_sighting(&mut self, id: &str, number: Option<u64>) -> bool {
-        match number {
-            Some(n) => self.seen_numeric.insert(n),
-            None => self.seen_other.insert(xxh3_128(id.as_bytes())),
+    /// The kept post at `post`: its account, time and id.
+    pub fn post(&self, post: PostIx) -> io::Result<Option<(AccountIx, i64, String)>> {
+        match self.posts.get(u64::from(post))? {
+            Some(record) => Ok(Some((
+                record.account,
+                record.time_ms,
+                self.id_text(record.id)?,
+            ))),
+            None => Ok(None),
         }
     }
 
-    pub fn tokens(&self, span: (PostIx, u32, u32)) -> &[u32] {
-        &self.token_data[span.1 as usize..(span.1 + span.2) as usize]
+    /// Calls `visit(post, account, time)` for every kept post, in reading order.
+    pub fn for_each_post(&self, mut visit: impl FnMut(PostIx, AccountIx, i64)) -> io::Result<()> {
+        self.posts.for_each(|i, record| {
+            let post = i as PostIx;
+            if !self.is_dropped(post) {
+                visit(post, record.account, record.time_ms);
+            }
+        })
     }
 
+    /// The sorted keyed records of a co-action signal (after `finish_reading`).
+    pub fn keyed(&self, signal: Signal) -> Option<&Sorted<Keyed>> {
+        self.keyed.get(&signal)
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    pub fn tokens(&self, span: &TokenSpan) -> &[u32] {
+        &self.token_data[span.start as usize..(span.start + span.len) as usize]
+    }
+
+    /// Ends reading: finds duplicate post ids (the first is kept, the others are dropped and
+    /// returned with where they were read) and sorts the keyed records. Returns the first
+    /// storage error of the reading instead, if any. Idempotent.
+    pub fn finish_reading(&mut self) -> io::Result<Vec<Duplicate>> {
+        if let Some(error) = self.failure.take() {
+            return Err(error);
+        }
+        if self.finished {
+            return Ok(Vec::new());
+        }
+        let duplicates = self.drop_duplicates()?;
+        for (signal, sorter) in std::mem::take(&mut self.sorting) {
+            self.keyed.insert(signal, sorter.finish()?);
+        }
+        self.finished = true;
+        Ok(duplicates)
+    }
+
+    /// As [`Self::finish_reading`], reporting each duplicate as a rejected row.
+    pub fn finish_reading_into(&mut self, diag: &mut Diagnostics) -> io::Result<()> {
+        for duplicate in self.finish_reading()? {
+            diag.posts_read = diag.posts_read.saturating_sub(1);
+            diag.reject(
+                &duplicate.file,
+                duplicate.line,
+                "duplicate-id",
+                format!(
+                    "post id {} was already read; the first is kept",
+                    duplicate.id
+                ),
+            );
+        }
+        diag.order_messages();
+        Ok(())
+    }
+
+    fn drop_duplicates(&mut self) -> io::Result<Vec<Duplicate>> {
+        let ids = std::mem::take(&mut self.ids_seen).finish()?;
+        let mut duplicates = Vec::new();
+        let mut previous = None;
+        for seen in ids.iter()? {
+            let seen = seen?;
+            if previous == Some(seen.key) {
+                duplicates.push(self.drop_post(&seen)?);
+            }
+            previous = Some(seen.key);
+        }
+        Ok(duplicates)
+    }
+
+    fn drop_post(&mut self, seen: &IdSeen) -> io::Result<Duplicate> {
+        let post = seen.post as usize;
+        if self.dropped.len() <= post / 64 {
+            self.dropped.resize(post / 64 + 1, 0);
+        }
+        self.dropped[post / 64] |= 1 << (post % 64);
+        let (account, _, id) = self
+            .post(seen.post)?
+            .ok_or_else(|| io::Error::other("duplicate of a post that was not kept"))?;
+        let entry = &mut self.accounts[account as usize];
+        entry.posts = entry.posts.saturating_sub(1);
+        Ok(Duplicate {
+            file: self
+                .sources
+                .get(seen.source as usize)
+                .cloned()
+                .unwrap_or_default(),
+            line: seen.line,
+            id,
+        })
+    }
+
+    /// Adds a post read from no file in particular (tests, library callers).
     pub fn add_post(&mut self, raw: RawPost) -> Result<PostIx, PostRefusal> {
+        self.add_post_from(raw, Path::new(""), 0)
+    }
+
+    /// Adds a post read at `line` of `file`. Duplicate ids are found later, by
+    /// [`Self::finish_reading`].
+    pub fn add_post_from(
+        &mut self,
+        raw: RawPost,
+        file: &Path,
+        line: u64,
+    ) -> Result<PostIx, PostRefusal> {
         let id = raw.id.trim();
         if id.is_empty() {
             return Err(PostRefusal::EmptyId);
         }
+        if id.len() > MAX_ID_BYTES {
+            return Err(PostRefusal::LongId);
+        }
         if raw.account_id.trim().is_empty() {
             return Err(PostRefusal::EmptyAccount);
         }
-        let number = canonical_number(id);
-        if !self.first_sighting(id, number) {
-            return Err(PostRefusal::DuplicateId);
+        if self.failure.is_some() {
+            return Err(PostRefusal::Storage);
         }
+        let Ok(ix) = PostIx::try_from(self.posts.len()) else {
+            return Err(PostRefusal::TooMany);
+        };
+        match self.keep_post(ix, raw, id, file, line) {
+            Ok(()) => Ok(ix),
+            Err(error) => {
+                self.failure = Some(error);
+                Err(PostRefusal::Storage)
+            }
+        }
+    }
+
+    fn keep_post(
+        &mut self,
+        ix: PostIx,
+        raw: RawPost,
+        id: &str,
+        file: &Path,
+        line: u64,
+    ) -> io::Result<()> {
         let account = self.account_entry(raw.account_id.trim());
+        let entry = &mut self.accounts[account as usize];
+        entry.posts += 1;
         if let Some(handle) = raw.handle.filter(|h| !h.is_empty()) {
-            let entry = &mut self.accounts[account as usize];
             if entry.handle.is_empty() {
                 entry.handle = handle.to_owned();
             }
         }
-        let ix = self.posts.len() as PostIx;
-        let repost_of = raw.repost_of.map(str::trim).filter(|s| !s.is_empty());
-        let original = repost_of.is_none();
-        // Normalised once: the text's key and its word set both read it.
-        let normalised = if original {
-            normalise_text(raw.text)
-        } else {
-            String::new()
+        let number = canonical_number(id);
+        let stored_id = match number {
+            Some(n) => n,
+            None => self.keep_other_id(id)?,
         };
-        self.posts.push(Post {
+        self.posts.push(PostRecord {
             account,
             time_ms: raw.time_ms,
-            text_key: key_of_normalised(&normalised).map(key),
-            repost_of: repost_of.map(|r| key(xxh3_64(r.as_bytes()))),
-            reply_to: raw
-                .reply_to
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(|r| key(xxh3_64(r.as_bytes()))),
-            hashtag_key: hashtag_key(raw.hashtags.as_deref(), raw.text).map(key),
-        });
-        self.post_ids.push(id, number);
-        if original {
-            self.keep_links(ix, &raw.urls);
-            if self.options.near_duplicates {
-                self.keep_tokens(ix, &normalised);
-            }
+            id: stored_id,
+        })?;
+        if self.sources.last().map(PathBuf::as_path) != Some(file) {
+            self.sources.push(file.to_path_buf());
         }
-        Ok(ix)
+        self.ids_seen.push(IdSeen {
+            key: number.map_or(xxh3_128(id.as_bytes()) | 1 << 127, u128::from),
+            post: ix,
+            source: (self.sources.len() - 1) as u32,
+            line,
+        })?;
+        let at = |key: u64| Keyed {
+            key,
+            time_ms: raw.time_ms,
+            post: ix,
+            account,
+        };
+        let repost_of = raw.repost_of.map(str::trim).filter(|s| !s.is_empty());
+        if let Some(reposted) = repost_of {
+            self.key_post(Signal::CoRetweet, at(xxh3_64(reposted.as_bytes())))?;
+        }
+        if let Some(target) = raw.reply_to.map(str::trim).filter(|s| !s.is_empty()) {
+            self.key_post(Signal::CoReply, at(xxh3_64(target.as_bytes())))?;
+        }
+        if let Some(tags) = hashtag_key(raw.hashtags.as_deref(), raw.text) {
+            self.key_post(Signal::CoHashtags, at(tags))?;
+        }
+        if repost_of.is_some() {
+            return Ok(());
+        }
+        // An original post: its text and links. Normalised once for the key and the words.
+        let normalised = normalise_text(raw.text);
+        let text_key = key_of_normalised(&normalised);
+        if let Some(key) = text_key {
+            self.key_post(Signal::CoTweet, at(key))?;
+        }
+        for key in self.link_keys(&raw.urls) {
+            self.key_post(Signal::CoLink, at(key))?;
+        }
+        if self.options.signals.contains(&Signal::CoSimilarTweet) {
+            self.keep_tokens(at(text_key.unwrap_or(0)), &normalised);
+        }
+        Ok(())
     }
 
-    fn keep_links(&mut self, post: PostIx, urls: &[String]) {
+    /// Stores a non-numeric id's bytes; returns its reference (`OTHER`, offset, length).
+    fn keep_other_id(&mut self, id: &str) -> io::Result<u64> {
+        let offset = self.other_ids.len();
+        for &byte in id.as_bytes() {
+            self.other_ids.push(byte)?;
+        }
+        Ok(OTHER | offset << ID_LEN_BITS | id.len() as u64)
+    }
+
+    fn id_text(&self, stored: u64) -> io::Result<String> {
+        if stored & OTHER == 0 {
+            return Ok(stored.to_string());
+        }
+        let offset = (stored & !OTHER) >> ID_LEN_BITS;
+        let len = stored & ((1 << ID_LEN_BITS) - 1);
+        let mut bytes = Vec::with_capacity(len as usize);
+        for i in offset..offset + len {
+            bytes.extend(self.other_ids.get(i)?);
+        }
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn key_post(&mut self, signal: Signal, keyed: Keyed) -> io::Result<()> {
+        if !self.options.signals.contains(&signal) {
+            return Ok(());
+        }
+        self.sorting.entry(signal).or_default().push(keyed)
+    }
+
+    fn link_keys(&self, urls: &[String]) -> Vec<u64> {
         let mut keys: Vec<u64> = urls
             .iter()
             .map(|u| u.trim())
@@ -226,58 +529,29 @@ impl Dataset {
             .collect();
         keys.sort_unstable();
         keys.dedup();
-        self.links.extend(keys.into_iter().map(|k| (k, post)));
+        keys
     }
 
-    fn keep_tokens(&mut self, post: PostIx, normalised: &str) {
+    fn keep_tokens(&mut self, post: Keyed, normalised: &str) {
         let tokens = tokens_of_normalised(normalised);
         if tokens.len() >= self.options.min_tokens {
-            self.token_spans
-                .push((post, self.token_data.len() as u32, tokens.len() as u32));
+            self.token_spans.push(TokenSpan {
+                post: post.post,
+                account: post.account,
+                time_ms: post.time_ms,
+                text_key: post.key,
+                start: self.token_data.len() as u32,
+                len: tokens.len() as u32,
+            });
             self.token_data.extend_from_slice(&tokens);
         }
     }
 }
 
-/// Post ids in 8 bytes each where they are decimal numbers (tweet ids are), with other ids'
-/// bytes kept aside: ten million tweet ids take 80 MB instead of 270.
-#[derive(Debug, Default)]
-struct PostIds {
-    /// The number, or `OTHER | n` for the n-th id kept as text.
-    ids: Vec<u64>,
-    other_bytes: Vec<u8>,
-    other_ends: Vec<usize>,
-}
-
-/// Marks an id kept as text; numbers are stored only below it.
+/// Post ids are stored in 8 bytes: a decimal number (tweet ids are) as itself, any other id
+/// as `OTHER | offset << ID_LEN_BITS | length` into the bytes kept aside.
 const OTHER: u64 = 1 << 63;
-
-impl PostIds {
-    /// Keeps `id`; `number` is `canonical_number(id)`, read once by the caller.
-    fn push(&mut self, id: &str, number: Option<u64>) {
-        match number {
-            Some(n) => self.ids.push(n),
-            None => {
-                self.ids.push(OTHER | self.other_ends.len() as u64);
-                self.other_bytes.extend_from_slice(id.as_bytes());
-                self.other_ends.push(self.other_bytes.len());
-            }
-        }
-    }
-
-    fn get(&self, post: PostIx) -> Cow<'_, str> {
-        let Some(&value) = self.ids.get(post as usize) else {
-            return Cow::Borrowed("");
-        };
-        if value & OTHER == 0 {
-            return Cow::Owned(value.to_string());
-        }
-        let n = (value & !OTHER) as usize;
-        let start = if n == 0 { 0 } else { self.other_ends[n - 1] };
-        let bytes = &self.other_bytes[start..self.other_ends[n]];
-        Cow::Borrowed(std::str::from_utf8(bytes).unwrap_or(""))
-    }
-}
+const ID_LEN_BITS: u32 = 12;
 
 /// `id` as a number when it is written exactly as that number prints (no sign, no leading
 /// zero, below 2⁶³), so that printing the number gives `id` back.
@@ -327,18 +601,33 @@ mod tests {
         }
     }
 
+    fn id_of(data: &Dataset, post: PostIx) -> String {
+        data.post(post).unwrap().unwrap().2
+    }
+
     #[test]
-    fn duplicate_post_ids_are_refused_once_kept() {
+    fn duplicate_post_ids_are_dropped_when_reading_ends_and_the_first_kept() {
         let mut data = Dataset::new(IngestOptions::default());
-        assert_eq!(data.add_post(post("1", "a", "hello")), Ok(0));
+        let file = Path::new("posts.csv");
+        assert_eq!(data.add_post_from(post("1", "a", "hello"), file, 2), Ok(0));
+        assert_eq!(data.add_post_from(post("1", "b", "other"), file, 3), Ok(1));
+        assert_eq!(data.add_post_from(post("2", "b", "other"), file, 4), Ok(2));
+        let duplicates = data.finish_reading().unwrap();
         assert_eq!(
-            data.add_post(post("1", "b", "other")),
-            Err(PostRefusal::DuplicateId)
+            duplicates,
+            [Duplicate {
+                file: file.into(),
+                line: 3,
+                id: "1".into()
+            }]
         );
-        assert_eq!(data.add_post(post("2", "b", "other")), Ok(1));
-        assert_eq!(data.post_id(0), "1");
-        assert_eq!(data.post_id(1), "2");
-        assert_eq!(data.accounts.len(), 2);
+        assert!(!data.is_dropped(0) && data.is_dropped(1) && !data.is_dropped(2));
+        assert_eq!((id_of(&data, 0), id_of(&data, 2)), ("1".into(), "2".into()));
+        assert_eq!((data.accounts[0].posts, data.accounts[1].posts), (1, 1));
+        let mut kept = Vec::new();
+        data.for_each_post(|p, _, _| kept.push(p)).unwrap();
+        assert_eq!(kept, [0, 2]);
+        assert!(data.finish_reading().unwrap().is_empty());
     }
 
     #[test]
@@ -352,34 +641,56 @@ mod tests {
             "9223372036854775808",
             "18446744073709551616",
             "abc",
-            "",
             "1e5",
             "-3",
             "ü42",
         ];
-        let mut stored = PostIds::default();
+        let mut data = Dataset::new(IngestOptions::default());
         for id in ids {
-            stored.push(id, canonical_number(id));
+            data.add_post(post(id, "a", "x")).unwrap();
         }
+        assert!(data.finish_reading().unwrap().is_empty());
         for (i, id) in ids.iter().enumerate() {
-            assert_eq!(stored.get(i as PostIx), *id);
+            assert_eq!(id_of(&data, i as PostIx), *id);
         }
-        assert_eq!(stored.get(ids.len() as PostIx), "");
+        assert_eq!(data.post(ids.len() as PostIx).unwrap(), None);
+    }
+
+    #[test]
+    fn empty_or_overlong_ids_and_missing_accounts_are_refused() {
+        let mut data = Dataset::new(IngestOptions::default());
+        let long = "9".repeat(MAX_ID_BYTES + 1);
+        assert_eq!(
+            data.add_post(post(" ", "a", "x")),
+            Err(PostRefusal::EmptyId)
+        );
+        assert_eq!(
+            data.add_post(post(&long, "a", "x")),
+            Err(PostRefusal::LongId)
+        );
+        assert_eq!(
+            data.add_post(post("1", "", "x")),
+            Err(PostRefusal::EmptyAccount)
+        );
+        assert_eq!(data.posts_read(), 0);
+        assert!(data.accounts.is_empty());
     }
 
     #[test]
     fn a_number_and_its_zero_padded_form_are_different_ids() {
         let mut data = Dataset::new(IngestOptions::default());
-        assert_eq!(data.add_post(post("7", "a", "x")), Ok(0));
-        assert_eq!(data.add_post(post("007", "a", "y")), Ok(1));
-        assert_eq!(
-            data.add_post(post("007", "b", "z")),
-            Err(PostRefusal::DuplicateId)
-        );
-        assert_eq!(
-            data.add_post(post("7", "b", "z")),
-            Err(PostRefusal::DuplicateId)
-        );
+        for (id, account) in [("7", "a"), ("007", "a"), ("007", "b"), ("7", "b")] {
+            data.add_post(post(id, account, "x")).unwrap();
+        }
+        let dropped: Vec<String> = data
+            .finish_reading()
+            .unwrap()
+            .into_iter()
+            .map(|d| d.id)
+            .collect();
+        assert_eq!(dropped.len(), 2);
+        assert!(dropped.contains(&"7".into()) && dropped.contains(&"007".into()));
+        assert!(!data.is_dropped(0) && !data.is_dropped(1));
     }
 
     #[test]
@@ -389,9 +700,24 @@ mod tests {
         raw.repost_of = Some("99");
         raw.urls = vec!["http://x.org".into()];
         data.add_post(raw).unwrap();
-        assert!(data.posts[0].text_key.is_none());
-        assert!(data.posts[0].repost_of.is_some());
-        assert!(data.links.is_empty() && data.token_spans.is_empty());
+        data.finish_reading().unwrap();
+        assert!(data.keyed(Signal::CoTweet).is_none() && data.keyed(Signal::CoLink).is_none());
+        assert_eq!(data.keyed(Signal::CoRetweet).map(|k| k.len()), Some(1));
+        assert!(data.token_spans.is_empty());
+    }
+
+    #[test]
+    fn signals_not_asked_for_key_nothing() {
+        let options = IngestOptions {
+            signals: vec![Signal::CoRetweet],
+            ..IngestOptions::default()
+        };
+        let mut data = Dataset::new(options);
+        let mut raw = post("1", "a", "five words or more here #a #b");
+        raw.urls = vec!["http://x.org".into()];
+        data.add_post(raw).unwrap();
+        data.finish_reading().unwrap();
+        assert!(data.keyed.is_empty() && data.token_spans.is_empty());
     }
 
     #[test]

@@ -3,7 +3,6 @@
 //! per-signal directed edges in the toolkit's form (`signal-edges.csv`) and the ingest's
 //! `diagnostics.json`.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -73,7 +72,7 @@ struct SignalOut<'a> {
 
 #[derive(Serialize)]
 struct PostPair<'a> {
-    posts: [Cow<'a, str>; 2],
+    posts: [&'a str; 2],
     times: [String; 2],
 }
 
@@ -93,7 +92,7 @@ pub fn write_all(
     std::fs::create_dir_all(out)?;
     let posts = posts_per_account(data);
     let membership = network_of_accounts(data, analysis);
-    let activity = activity_of_networks(data, analysis);
+    let activity = activity_of_networks(data, analysis)?;
     let networks: Vec<serde_json::Value> = networks_out(data, analysis, &posts, activity)
         .iter()
         .map(serde_json::to_value)
@@ -118,11 +117,7 @@ fn write_json(path: &Path, value: &impl Serialize) -> std::io::Result<()> {
 }
 
 fn posts_per_account(data: &Dataset) -> Vec<u32> {
-    let mut counts = vec![0u32; data.accounts.len()];
-    for post in &data.posts {
-        counts[post.account as usize] += 1;
-    }
-    counts
+    data.accounts.iter().map(|a| a.posts).collect()
 }
 
 /// The network each account belongs to (networks are disjoint).
@@ -140,7 +135,7 @@ const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
 
 /// Each network's posting activity, in the order of `analysis.networks`.
-fn activity_of_networks(data: &Dataset, analysis: &Analysis) -> Vec<Activity> {
+fn activity_of_networks(data: &Dataset, analysis: &Analysis) -> std::io::Result<Vec<Activity>> {
     let mut network_of = vec![u32::MAX; data.accounts.len()];
     for (n, network) in analysis.networks.iter().enumerate() {
         for &a in &network.accounts {
@@ -148,13 +143,13 @@ fn activity_of_networks(data: &Dataset, analysis: &Analysis) -> Vec<Activity> {
         }
     }
     let mut times: Vec<Vec<i64>> = vec![Vec::new(); analysis.networks.len()];
-    for post in &data.posts {
-        let n = network_of[post.account as usize];
+    data.for_each_post(|_, account, time_ms| {
+        let n = network_of[account as usize];
         if n != u32::MAX {
-            times[n as usize].push(post.time_ms);
+            times[n as usize].push(time_ms);
         }
-    }
-    times.into_iter().map(|t| activity(&t)).collect()
+    })?;
+    Ok(times.into_iter().map(|t| activity(&t)).collect())
 }
 
 fn activity(times: &[i64]) -> Activity {
@@ -210,7 +205,7 @@ fn networks_out<'a>(
             links: network.links.len(),
             evidence: strongest(analysis, &network.links)
                 .into_iter()
-                .map(|i| evidence_out(data, &analysis.links[i]))
+                .map(|i| evidence_out(data, analysis, &analysis.links[i]))
                 .collect(),
             activity,
         })
@@ -251,12 +246,20 @@ fn member_out<'a>(
     }
 }
 
-fn evidence_out<'a>(data: &'a Dataset, link: &Link) -> EvidenceOut<'a> {
+fn evidence_out<'a>(data: &'a Dataset, analysis: &'a Analysis, link: &Link) -> EvidenceOut<'a> {
+    let post = |p: PostIx| analysis.example_posts.get(&p);
     let pair = |p: (PostIx, PostIx)| PostPair {
-        posts: [data.post_id(p.0), data.post_id(p.1)],
+        posts: [
+            post(p.0).map_or("", |e| e.id.as_str()),
+            post(p.1).map_or("", |e| e.id.as_str()),
+        ],
         times: [
-            format_time_ms(data.posts[p.0 as usize].time_ms),
-            format_time_ms(data.posts[p.1 as usize].time_ms),
+            post(p.0)
+                .map(|e| format_time_ms(e.time_ms))
+                .unwrap_or_default(),
+            post(p.1)
+                .map(|e| format_time_ms(e.time_ms))
+                .unwrap_or_default(),
         ],
     };
     EvidenceOut {
@@ -335,7 +338,10 @@ fn write_edges(
             .evidence
             .values()
             .flat_map(|e| e.examples.iter())
-            .map(|&(p, q)| format!("{}:{}", data.post_id(p), data.post_id(q)))
+            .map(|&(p, q)| {
+                let id = |p| analysis.example_posts.get(&p).map_or("", |e| e.id.as_str());
+                format!("{}:{}", id(p), id(q))
+            })
             .collect();
         row.extend([
             link.same_burst.to_string(),
@@ -409,9 +415,8 @@ fn write_signal_edges(path: &Path, data: &Dataset, analysis: &Analysis) -> std::
     let mut out = csv::Writer::from_path(path)?;
     out.write_record(["signal", "user_1", "user_2", "weight"])?;
     for (signal, edges) in &analysis.signal_edges {
-        let mut pairs: Vec<_> = edges.pairs.iter().collect();
-        pairs.sort_by_key(|(k, _)| **k);
-        for (&(a, b), e) in pairs {
+        for pair in edges.iter()? {
+            let ((a, b), e) = pair?;
             let (ia, ib) = (&data.accounts[a as usize].id, &data.accounts[b as usize].id);
             for (from, to, w) in [(ia, ib, e.low_to_high), (ib, ia, e.high_to_low)] {
                 if w > 0 {

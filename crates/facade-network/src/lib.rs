@@ -15,5 +15,6 @@ pub mod networks;
 pub mod pylist;
 pub mod signals;
 pub mod simulate;
+pub mod spill;
 pub mod text;
 pub mod time;

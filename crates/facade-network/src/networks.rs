@@ -16,14 +16,16 @@
 //! Communities of at least `min_members` with `score ≥ flag_score` are flagged as networks.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io;
 
 use rustc_hash::FxHashMap;
 use serde::Serialize;
 
-use crate::dataset::{AccountIx, Dataset};
+use crate::dataset::{AccountIx, Dataset, PostIx};
 use crate::louvain::{communities, WeightedGraph};
 use crate::signals::{
-    co_actions, shared_faces, CoActionParams, PairEvidence, PairKey, Signal, EXAMPLES_KEPT,
+    co_actions, shared_faces, CoActionParams, PairCounts, PairEvidence, PairKey, Signal,
+    SignalEdges, EXAMPLES_KEPT,
 };
 
 #[derive(Clone, Debug)]
@@ -113,11 +115,20 @@ pub struct Network {
     pub links: Vec<usize>,
 }
 
+/// A post named as evidence.
+#[derive(Clone, Debug)]
+pub struct ExamplePost {
+    pub id: String,
+    pub time_ms: i64,
+}
+
 #[derive(Debug, Default)]
 pub struct Analysis {
     /// Every pair each signal linked, before the strength filter (the toolkit's edges).
-    pub signal_edges: Vec<(Signal, crate::signals::SignalEdges)>,
+    pub signal_edges: Vec<(Signal, SignalEdges)>,
     pub links: Vec<Link>,
+    /// The posts that links name as examples.
+    pub example_posts: FxHashMap<PostIx, ExamplePost>,
     /// Creation burst of each account, if any.
     pub bursts: Vec<Option<u32>>,
     /// Communities of at least `min_members`, by score (highest first).
@@ -143,100 +154,97 @@ impl Analysis {
     }
 }
 
-pub fn analyse(data: &Dataset, params: &AnalysisParams) -> Analysis {
-    let mut by_signal = co_actions(data, &params.signals, &params.co_action);
+/// Runs the whole analysis on a dataset whose reading is finished. Fails only when the
+/// temporary storage of a large export fails.
+pub fn analyse(data: &Dataset, params: &AnalysisParams) -> io::Result<Analysis> {
+    let mut by_signal = co_actions(data, &params.signals, &params.co_action)?;
     if params.signals.contains(&Signal::SharedFace) {
         by_signal.push((Signal::SharedFace, shared_faces(data, params.face_distance)));
     }
     let bursts = creation_bursts(data, params.creation_window_ms);
     by_signal.sort_by_key(|(signal, _)| *signal);
-    let mut links = build_links(data, &by_signal, &bursts, params.min_strength);
-    attach_examples(data, &mut links, params);
+    let mut links = build_links(data, &by_signal, &bursts, params.min_strength)?;
+    attach_examples(data, &mut links, params)?;
     count_shared_posts_once(&mut links, params.min_strength);
+    let example_posts = example_posts(data, &links)?;
     let mut graph = WeightedGraph::with_nodes(data.accounts.len());
     for link in &links {
         graph.add_edge(link.a, link.b, link.strength);
     }
     let membership = communities(&graph, params.resolution);
     let networks = score_communities(data, &links, &bursts, &membership, params);
-    Analysis {
+    Ok(Analysis {
         signal_edges: by_signal,
         links,
+        example_posts,
         bursts,
         networks,
-    }
+    })
 }
 
+/// The links: every pair of any signal whose strength reaches `min_strength`. The signals'
+/// pairs are read in pair order and merged, so most pairs of a large export (single
+/// coincidences) are looked at once and never held.
 fn build_links(
     data: &Dataset,
-    by_signal: &[(Signal, crate::signals::SignalEdges)],
+    by_signal: &[(Signal, SignalEdges)],
     bursts: &[Option<u32>],
     min_strength: f64,
-) -> Vec<Link> {
-    // Strength first, by lookups: most pairs of a large export are single coincidences and
-    // never become links, so they are neither copied nor merged. A pair is visited from the
-    // first signal (in `by_signal` order) that has it.
+) -> io::Result<Vec<Link>> {
     let ai = |x: AccountIx| data.accounts[x as usize].face.is_some_and(|f| f.ai_made);
     let same_burst = |a: AccountIx, b: AccountIx| {
         bursts[a as usize].is_some() && bursts[a as usize] == bursts[b as usize]
     };
-    let bonus = |a, b| f64::from(u8::from(same_burst(a, b))) + f64::from(u8::from(ai(a) && ai(b)));
-    let strength_of = |key: &PairKey| -> f64 {
-        by_signal
+    let mut streams = Vec::with_capacity(by_signal.len());
+    for (signal, edges) in by_signal {
+        let mut pairs = edges.iter()?;
+        let head = pairs.next().transpose()?;
+        streams.push((*signal, pairs, head));
+    }
+    let mut links = Vec::new();
+    let mut matched: Vec<(Signal, PairCounts)> = Vec::with_capacity(streams.len());
+    while let Some(pair) = streams.iter().filter_map(|s| s.2.map(|(key, _)| key)).min() {
+        matched.clear();
+        for (signal, pairs, head) in &mut streams {
+            if let Some((key, counts)) = *head {
+                if key == pair {
+                    matched.push((*signal, counts));
+                    *head = pairs.next().transpose()?;
+                }
+            }
+        }
+        let base: f64 = matched
             .iter()
-            .filter_map(|(signal, edges)| {
-                edges.pairs.get(key).map(|e| match signal {
-                    Signal::SharedFace => 5.0,
-                    _ => f64::from(e.coordinated_posts()),
-                })
+            .map(|(signal, counts)| match signal {
+                Signal::SharedFace => 5.0,
+                _ => f64::from(counts.coordinated_posts()),
             })
-            .sum()
-    };
-    let base: Vec<(PairKey, f64)> = by_signal
-        .iter()
-        .enumerate()
-        .flat_map(|(i, (_, edges))| {
-            edges.pairs.keys().filter(move |key| {
-                by_signal[..i]
-                    .iter()
-                    .all(|(_, earlier)| !earlier.pairs.contains_key(key))
-            })
-        })
-        .map(|key| (*key, strength_of(key)))
-        .filter(|&((a, b), base)| base > 0.0 && base + bonus(a, b) >= min_strength)
-        .collect();
-    let mut links: Vec<Link> = base
-        .into_iter()
-        .filter(|(_, base)| *base > 0.0)
-        .map(|((a, b), base)| {
-            let (same_burst, both_ai_faces) = (same_burst(a, b), ai(a) && ai(b));
-            Link {
+            .sum();
+        let (a, b) = pair;
+        let (same_burst, both_ai_faces) = (same_burst(a, b), ai(a) && ai(b));
+        let strength = base + f64::from(u8::from(same_burst)) + f64::from(u8::from(both_ai_faces));
+        if base > 0.0 && strength >= min_strength {
+            links.push(Link {
                 a,
                 b,
-                strength: base + bonus(a, b),
-                evidence: by_signal
+                strength,
+                evidence: matched
                     .iter()
-                    .filter_map(|(signal, edges)| {
-                        edges.pairs.get(&(a, b)).map(|&counts| {
-                            let evidence = PairEvidence {
-                                counts,
-                                examples: Vec::new(),
-                            };
-                            (*signal, evidence)
-                        })
+                    .map(|&(signal, counts)| {
+                        let examples = Vec::new();
+                        (signal, PairEvidence { counts, examples })
                     })
                     .collect(),
                 same_burst,
                 both_ai_faces,
-            }
-        })
-        .collect();
-    links.sort_by_key(|l| (l.a, l.b));
-    links
+            });
+        }
+    }
+    Ok(links)
 }
 
 /// The second pass: example post pairs for the links only, per signal, in parallel.
-fn attach_examples(data: &Dataset, links: &mut [Link], params: &AnalysisParams) {
+fn attach_examples(data: &Dataset, links: &mut [Link], params: &AnalysisParams) -> io::Result<()> {
     use rayon::prelude::*;
     let found: Vec<(Signal, FxHashMap<PairKey, Vec<_>>)> = params
         .signals
@@ -247,12 +255,10 @@ fn attach_examples(data: &Dataset, links: &mut [Link], params: &AnalysisParams) 
                 .filter(|l| l.evidence.contains_key(&signal))
                 .map(|l| (l.a, l.b))
                 .collect();
-            (
-                signal,
-                crate::signals::examples(data, signal, &params.co_action, &wanted),
-            )
+            let examples = crate::signals::examples(data, signal, &params.co_action, &wanted)?;
+            Ok((signal, examples))
         })
-        .collect();
+        .collect::<io::Result<_>>()?;
     for (signal, mut examples) in found {
         for link in links.iter_mut() {
             if let (Some(evidence), Some(kept)) = (
@@ -263,6 +269,25 @@ fn attach_examples(data: &Dataset, links: &mut [Link], params: &AnalysisParams) 
             }
         }
     }
+    Ok(())
+}
+
+/// The id and time of every post named as an example, read back from the dataset's store.
+fn example_posts(data: &Dataset, links: &[Link]) -> io::Result<FxHashMap<PostIx, ExamplePost>> {
+    let mut posts: Vec<PostIx> = links
+        .iter()
+        .flat_map(|l| l.evidence.values())
+        .flat_map(|e| e.examples.iter().flat_map(|&(p, q)| [p, q]))
+        .collect();
+    posts.sort_unstable();
+    posts.dedup();
+    let mut found = FxHashMap::default();
+    for post in posts {
+        if let Some((_, time_ms, id)) = data.post(post)? {
+            found.insert(post, ExamplePost { id, time_ms });
+        }
+    }
+    Ok(found)
 }
 
 /// Strength from the posts themselves: a pair of posts that several signals matched (a reply

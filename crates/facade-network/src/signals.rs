@@ -5,12 +5,15 @@
 //! that B matched within the window (inclusive). Unlike the toolkit, an account is never
 //! linked to itself.
 
+use std::io;
+
 use rayon::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::dataset::{AccountIx, Dataset, Key, PostIx};
+use crate::dataset::{AccountIx, Dataset, Keyed, PostIx};
+use crate::spill::{get_u32, get_u64, put_u32, put_u64, Merge, Record, Sorted, Sorter};
 use crate::text::jaccard;
 
 /// The kinds of evidence that link two accounts.
@@ -90,15 +93,177 @@ pub struct PairEvidence {
 
 pub type PairKey = (AccountIx, AccountIx);
 
-/// All pairs one signal links.
+/// One pair's counts as stored: `pair` is `low << 32 | high`, so records sort by pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct PairRecord {
+    pair: u64,
+    low_to_high: u32,
+    high_to_low: u32,
+}
+
+impl Record for PairRecord {
+    const SIZE: usize = 16;
+    fn write(&self, out: &mut [u8]) {
+        put_u64(out, 0, self.pair);
+        put_u32(out, 8, self.low_to_high);
+        put_u32(out, 12, self.high_to_low);
+    }
+    fn read(bytes: &[u8]) -> Self {
+        PairRecord {
+            pair: get_u64(bytes, 0),
+            low_to_high: get_u32(bytes, 8),
+            high_to_low: get_u32(bytes, 12),
+        }
+    }
+}
+
+fn pair_key(pair: u64) -> PairKey {
+    ((pair >> 32) as AccountIx, pair as AccountIx)
+}
+
+/// All pairs one signal links, sorted by pair; on disk when there are millions.
 #[derive(Debug, Default)]
 pub struct SignalEdges {
-    pub pairs: FxHashMap<PairKey, PairCounts>,
+    pairs: Sorted<PairRecord>,
+}
+
+impl SignalEdges {
+    /// From pairs in memory (`low < high`), in any order.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (PairKey, PairCounts)>) -> Self {
+        let records = pairs
+            .into_iter()
+            .map(|((low, high), counts)| PairRecord {
+                pair: u64::from(low) << 32 | u64::from(high),
+                low_to_high: counts.low_to_high,
+                high_to_low: counts.high_to_low,
+            })
+            .collect();
+        Self {
+            pairs: Sorted::from_vec(records),
+        }
+    }
+
+    /// Every pair once, by pair.
+    pub fn iter(&self) -> io::Result<PairIter<'_>> {
+        Ok(PairIter {
+            merge: self.pairs.iter()?,
+            pending: None,
+        })
+    }
+}
+
+/// A signal's pairs in order, each once: the counts of a pair that was spilled in several
+/// runs are added up.
+pub struct PairIter<'a> {
+    merge: Merge<'a, PairRecord>,
+    pending: Option<PairRecord>,
+}
+
+impl Iterator for PairIter<'_> {
+    type Item = io::Result<(PairKey, PairCounts)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut current = match self.pending.take() {
+            Some(record) => record,
+            None => match self.merge.next()? {
+                Ok(record) => record,
+                Err(e) => return Some(Err(e)),
+            },
+        };
+        loop {
+            match self.merge.next() {
+                Some(Ok(next)) if next.pair == current.pair => {
+                    current.low_to_high += next.low_to_high;
+                    current.high_to_low += next.high_to_low;
+                }
+                Some(Ok(next)) => {
+                    self.pending = Some(next);
+                    break;
+                }
+                Some(Err(e)) => return Some(Err(e)),
+                None => break,
+            }
+        }
+        let counts = PairCounts {
+            low_to_high: current.low_to_high,
+            high_to_low: current.high_to_low,
+        };
+        Some(Ok((pair_key(current.pair), counts)))
+    }
+}
+
+/// Pairs in a hash map of bounded size; when full, it is written out as a sorted run.
+/// Ten million posts make ~8.5 million co-retweet pairs: 300 MB as one map.
+struct PairCounter {
+    map: FxHashMap<u64, PairCounts>,
+    limit: usize,
+    runs: Option<Sorter<PairRecord>>,
+}
+
+/// Pairs counted in memory before a run is written: a table of 2²⁰ slots (~17 MB).
+const PAIRS_IN_MEMORY: usize = 900_000;
+
+impl PairCounter {
+    fn new(limit: usize) -> Self {
+        Self {
+            map: FxHashMap::default(),
+            limit,
+            runs: None,
+        }
+    }
+
+    fn add(&mut self, a: AccountIx, b: AccountIx) -> io::Result<()> {
+        let (low, high) = (a.min(b), a.max(b));
+        let counts = self
+            .map
+            .entry(u64::from(low) << 32 | u64::from(high))
+            .or_default();
+        if a < b {
+            counts.low_to_high += 1;
+        } else {
+            counts.high_to_low += 1;
+        }
+        if self.map.len() >= self.limit {
+            self.write_run()?;
+        }
+        Ok(())
+    }
+
+    fn write_run(&mut self) -> io::Result<()> {
+        let mut run: Vec<PairRecord> = self
+            .map
+            .drain()
+            .map(|(pair, counts)| PairRecord {
+                pair,
+                low_to_high: counts.low_to_high,
+                high_to_low: counts.high_to_low,
+            })
+            .collect();
+        run.sort_unstable();
+        self.runs
+            .get_or_insert_with(Sorter::default)
+            .push_sorted_run(&run)
+    }
+
+    fn finish(mut self) -> io::Result<SignalEdges> {
+        if self.runs.is_none() {
+            let pairs = self
+                .map
+                .drain()
+                .map(|(pair, counts)| (pair_key(pair), counts));
+            return Ok(SignalEdges::from_pairs(pairs));
+        }
+        self.write_run()?;
+        let runs = self.runs.take().unwrap_or_default();
+        Ok(SignalEdges {
+            pairs: runs.finish()?,
+        })
+    }
 }
 
 /// Where the join's matches go: counted for every pair, or kept as examples for some.
 enum Sink<'s> {
-    Count(&'s mut SignalEdges),
+    Count(&'s mut PairCounter),
     Examples {
         wanted: &'s FxHashSet<PairKey>,
         found: &'s mut FxHashMap<PairKey, Vec<(PostIx, PostIx)>>,
@@ -123,35 +288,13 @@ impl Default for CoActionParams {
     }
 }
 
-/// One post under one key (a text, a retweeted id, a link…).
-#[derive(Clone, Copy)]
-struct Keyed {
-    key: u64,
-    time_ms: i64,
-    account: AccountIx,
-    post: PostIx,
-}
-
-impl Keyed {
-    fn of(data: &Dataset, key: u64, post: PostIx) -> Self {
-        let p = &data.posts[post as usize];
-        Keyed {
-            key,
-            time_ms: p.time_ms,
-            account: p.account,
-            post,
-        }
-    }
-}
-
-/// Computes the chosen co-action signals, in parallel.
 /// Example post pairs of `signal` for the `wanted` pairs (a second pass of the join).
 pub fn examples(
     data: &Dataset,
     signal: Signal,
     params: &CoActionParams,
     wanted: &FxHashSet<PairKey>,
-) -> FxHashMap<PairKey, Vec<(PostIx, PostIx)>> {
+) -> io::Result<FxHashMap<PairKey, Vec<(PostIx, PostIx)>>> {
     let mut found = FxHashMap::default();
     if Signal::CO_ACTIONS.contains(&signal) && !wanted.is_empty() {
         co_action(
@@ -162,151 +305,154 @@ pub fn examples(
                 wanted,
                 found: &mut found,
             },
-        );
+        )?;
     }
-    found
+    Ok(found)
 }
 
+/// Computes the chosen co-action signals, in parallel.
 pub fn co_actions(
     data: &Dataset,
     signals: &[Signal],
     params: &CoActionParams,
-) -> Vec<(Signal, SignalEdges)> {
+) -> io::Result<Vec<(Signal, SignalEdges)>> {
     signals
         .par_iter()
         .filter(|s| Signal::CO_ACTIONS.contains(s))
-        .map(|&signal| (signal, co_action_counts(data, signal, params)))
+        .map(|&signal| {
+            Ok((
+                signal,
+                co_action_counts(data, signal, params, PAIRS_IN_MEMORY)?,
+            ))
+        })
         .collect()
 }
 
-fn co_action_counts(data: &Dataset, signal: Signal, params: &CoActionParams) -> SignalEdges {
-    let mut edges = SignalEdges::default();
-    co_action(data, signal, params, &mut Sink::Count(&mut edges));
-    edges
+fn co_action_counts(
+    data: &Dataset,
+    signal: Signal,
+    params: &CoActionParams,
+    pairs_in_memory: usize,
+) -> io::Result<SignalEdges> {
+    let mut counter = PairCounter::new(pairs_in_memory);
+    co_action(data, signal, params, &mut Sink::Count(&mut counter))?;
+    counter.finish()
 }
 
-fn co_action(data: &Dataset, signal: Signal, params: &CoActionParams, sink: &mut Sink) {
-    // Signals with one key per post: a text, a reposted id, a reply target, a hashtag sequence.
-    let single_key: Option<fn(&crate::dataset::Post) -> Option<Key>> = match signal {
-        Signal::CoTweet => Some(|p| p.text_key),
-        Signal::CoRetweet => Some(|p| p.repost_of),
-        Signal::CoReply => Some(|p| p.reply_to),
-        Signal::CoHashtags => Some(|p| p.hashtag_key),
-        _ => None,
-    };
-    if let Some(key_of) = single_key {
-        let items = (0..data.posts.len() as PostIx)
-            .filter_map(|post| {
-                key_of(&data.posts[post as usize]).map(|key| Keyed::of(data, key.get(), post))
-            })
-            .collect();
-        return join_on_key(data, items, params.window_ms, None, sink);
+fn co_action(
+    data: &Dataset,
+    signal: Signal,
+    params: &CoActionParams,
+    sink: &mut Sink,
+) -> io::Result<()> {
+    if !data.is_finished() {
+        return Err(io::Error::other(
+            "the dataset is still being read (finish_reading was not called)",
+        ));
     }
     match signal {
-        Signal::CoLink => {
-            let items = data
-                .links
-                .iter()
-                .map(|&(key, post)| Keyed::of(data, key, post))
-                .collect();
-            // A post with several links sits in several groups: deduplicate its matches.
-            join_on_key(data, items, params.window_ms, Some(&|_, _| true), sink)
-        }
         Signal::CoSimilarTweet => near_duplicates(data, params, sink),
-        _ => {}
+        // A post with several links sits in several groups: deduplicate its matches.
+        Signal::CoLink => match data.keyed(signal) {
+            Some(keyed) => join_on_key(data, keyed, params.window_ms, Some(&|_, _| true), sink),
+            None => Ok(()),
+        },
+        _ => match data.keyed(signal) {
+            Some(keyed) => join_on_key(data, keyed, params.window_ms, None, sink),
+            None => Ok(()),
+        },
     }
 }
 
 /// Accept a candidate pair of posts (i, j); `None` accepts all.
 type PostFilter<'f> = Option<&'f (dyn Fn(PostIx, PostIx) -> bool + Sync)>;
 
-/// The co-action join: posts grouped by key, and within a group every pair of posts by
-/// different accounts at most `window_ms` apart. With a filter, a post may sit in several
-/// groups (several links, several LSH bands), so (post, other account) matches are
-/// deduplicated across groups.
+/// The co-action join: posts grouped by key (read in key order, one group in memory at a
+/// time), and within a group every pair of posts by different accounts at most `window_ms`
+/// apart. With a filter, a post may sit in several groups (several links, several LSH
+/// bands), so (post, other account) matches are deduplicated across groups.
 fn join_on_key(
     data: &Dataset,
-    mut items: Vec<Keyed>,
+    keyed: &Sorted<Keyed>,
     window_ms: i64,
     filter: PostFilter,
     sink: &mut Sink,
-) {
-    items.sort_unstable_by_key(|k| (k.key, k.time_ms, k.post));
-    // last_match[b] = 1 + the item that last matched account b: one count per (post, b).
-    let mut last_match = vec![0u32; data.accounts.len()];
-    let mut seen: FxHashSet<(PostIx, AccountIx)> = FxHashSet::default();
-    let mut start = 0;
-    while start < items.len() {
-        let key = items[start].key;
-        let end = start + items[start..].iter().take_while(|k| k.key == key).count();
-        let group = &items[start..end];
-        if group.len() > 1 {
-            join_group(
-                group,
-                start,
-                window_ms,
-                filter,
-                &mut last_match,
-                &mut seen,
-                sink,
-            );
+) -> io::Result<()> {
+    let mut join = Join {
+        window_ms,
+        filter,
+        last_match: vec![0; data.accounts.len()],
+        stamp: 0,
+        seen: FxHashSet::default(),
+    };
+    let mut group: Vec<Keyed> = Vec::new();
+    for item in keyed.iter()? {
+        let item = item?;
+        if data.is_dropped(item.post) {
+            continue;
         }
-        start = end;
+        if group.first().is_some_and(|first| first.key != item.key) {
+            join.group(&group, sink)?;
+            group.clear();
+        }
+        group.push(item);
     }
+    join.group(&group, sink)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn join_group(
-    group: &[Keyed],
-    offset: usize,
+/// The state of one join across its groups.
+struct Join<'f> {
     window_ms: i64,
-    filter: PostFilter,
-    last_match: &mut [u32],
-    seen: &mut FxHashSet<(PostIx, AccountIx)>,
-    sink: &mut Sink,
-) {
-    let mut lo = 0;
-    let mut hi = 0;
-    for (i, item) in group.iter().enumerate() {
-        while group[lo].time_ms < item.time_ms - window_ms {
-            lo += 1;
+    filter: PostFilter<'f>,
+    /// `last_match[b]` = the stamp of the item that last matched account b: one count per
+    /// (post, b).
+    last_match: Vec<u64>,
+    stamp: u64,
+    seen: FxHashSet<(PostIx, AccountIx)>,
+}
+
+impl Join<'_> {
+    fn group(&mut self, group: &[Keyed], sink: &mut Sink) -> io::Result<()> {
+        if group.len() < 2 {
+            return Ok(());
         }
-        while hi + 1 < group.len() && group[hi + 1].time_ms <= item.time_ms + window_ms {
-            hi += 1;
-        }
-        let stamp = (offset + i + 1) as u32;
-        for other in &group[lo..=hi] {
-            let b = other.account;
-            if b == item.account || last_match[b as usize] == stamp {
-                continue;
+        let mut lo = 0;
+        let mut hi = 0;
+        for item in group {
+            while group[lo].time_ms < item.time_ms - self.window_ms {
+                lo += 1;
             }
-            if let Some(accept) = filter {
-                if !accept(item.post, other.post) || !seen.insert((item.post, b)) {
+            while hi + 1 < group.len() && group[hi + 1].time_ms <= item.time_ms + self.window_ms {
+                hi += 1;
+            }
+            self.stamp += 1;
+            for other in &group[lo..=hi] {
+                let b = other.account;
+                if b == item.account || self.last_match[b as usize] == self.stamp {
                     continue;
                 }
+                if let Some(accept) = self.filter {
+                    if !accept(item.post, other.post) || !self.seen.insert((item.post, b)) {
+                        continue;
+                    }
+                }
+                self.last_match[b as usize] = self.stamp;
+                record(sink, item, other)?;
             }
-            last_match[b as usize] = stamp;
-            record(sink, item, other);
         }
+        Ok(())
     }
 }
 
 /// Counts `item`'s post as matched by `other`'s account (or keeps the pair as an example).
-fn record(sink: &mut Sink, item: &Keyed, other: &Keyed) {
+fn record(sink: &mut Sink, item: &Keyed, other: &Keyed) -> io::Result<()> {
     let (a, b) = (item.account, other.account);
-    let key = (a.min(b), a.max(b));
     match sink {
-        Sink::Count(edges) => {
-            let counts = edges.pairs.entry(key).or_default();
-            if a < b {
-                counts.low_to_high += 1;
-            } else {
-                counts.high_to_low += 1;
-            }
-        }
+        Sink::Count(counter) => counter.add(a, b)?,
         Sink::Examples { wanted, found } => {
+            let key = (a.min(b), a.max(b));
             if !wanted.contains(&key) {
-                return;
+                return Ok(());
             }
             let kept = found.entry(key).or_default();
             let example = if a < b {
@@ -319,6 +465,7 @@ fn record(sink: &mut Sink, item: &Keyed, other: &Keyed) {
             }
         }
     }
+    Ok(())
 }
 
 /// MinHash signature length and LSH banding: 8 bands of 4 rows find pairs of Jaccard 0.8
@@ -327,11 +474,11 @@ const MINHASHES: usize = 32;
 const BAND_ROWS: usize = 4;
 
 /// Near-duplicate posts (Jaccard of word sets ≥ `similarity`, not identical after
-/// normalisation — those are co-tweets) by MinHash LSH instead of all pairs.
-fn near_duplicates(data: &Dataset, params: &CoActionParams, sink: &mut Sink) {
-    let mut items = Vec::with_capacity(data.token_spans.len() * MINHASHES / BAND_ROWS);
-    for &span in &data.token_spans {
-        let post = span.0;
+/// normalisation — those are co-tweets) by MinHash LSH instead of all pairs. The band keys
+/// (eight per post) are sorted out of core like the other signals' keys.
+fn near_duplicates(data: &Dataset, params: &CoActionParams, sink: &mut Sink) -> io::Result<()> {
+    let mut bands = Sorter::default();
+    for span in &data.token_spans {
         let signature = minhash(data.tokens(span));
         for (band, rows) in signature.chunks(BAND_ROWS).enumerate() {
             let mut bytes = [0u8; 4 * BAND_ROWS + 1];
@@ -339,27 +486,30 @@ fn near_duplicates(data: &Dataset, params: &CoActionParams, sink: &mut Sink) {
             for (r, value) in rows.iter().enumerate() {
                 bytes[1 + 4 * r..5 + 4 * r].copy_from_slice(&value.to_le_bytes());
             }
-            items.push(Keyed::of(data, xxh3_64(&bytes), post));
+            bands.push(Keyed {
+                key: xxh3_64(&bytes),
+                time_ms: span.time_ms,
+                post: span.post,
+                account: span.account,
+            })?;
         }
     }
-    let similar = |i: PostIx, j: PostIx| {
-        let (pi, pj) = (&data.posts[i as usize], &data.posts[j as usize]);
-        if pi.text_key.is_some() && pi.text_key == pj.text_key {
-            return false;
-        }
-        // Spans are stored in post order.
-        let span = |post: PostIx| data.token_spans.binary_search_by_key(&post, |s| s.0).ok();
-        match (span(i), span(j)) {
-            (Some(si), Some(sj)) => {
-                jaccard(
-                    data.tokens(data.token_spans[si]),
-                    data.tokens(data.token_spans[sj]),
-                ) >= params.similarity
-            }
-            _ => false,
-        }
+    let bands = bands.finish()?;
+    // Spans are stored in post order.
+    let span = |post: PostIx| {
+        data.token_spans
+            .binary_search_by_key(&post, |s| s.post)
+            .ok()
+            .map(|i| &data.token_spans[i])
     };
-    join_on_key(data, items, params.window_ms, Some(&similar), sink)
+    let similar = |i: PostIx, j: PostIx| match (span(i), span(j)) {
+        (Some(si), Some(sj)) => {
+            (si.text_key == 0 || si.text_key != sj.text_key)
+                && jaccard(data.tokens(si), data.tokens(sj)) >= params.similarity
+        }
+        _ => false,
+    };
+    join_on_key(data, &bands, params.window_ms, Some(&similar), sink)
 }
 
 fn minhash(tokens: &[u32]) -> [u32; MINHASHES] {
@@ -397,7 +547,7 @@ pub fn shared_faces(data: &Dataset, max_distance: u32) -> SignalEdges {
             }
         }
     }
-    let mut edges = SignalEdges::default();
+    let mut pairs = FxHashMap::default();
     for members in buckets.values() {
         for (i, &a) in members.iter().enumerate() {
             for &b in &members[i + 1..] {
@@ -409,7 +559,7 @@ pub fn shared_faces(data: &Dataset, max_distance: u32) -> SignalEdges {
                     continue;
                 };
                 if (fa.phash ^ fb.phash).count_ones() <= max_distance {
-                    edges.pairs.insert(
+                    pairs.insert(
                         (a.min(b), a.max(b)),
                         PairCounts {
                             low_to_high: 1,
@@ -420,7 +570,7 @@ pub fn shared_faces(data: &Dataset, max_distance: u32) -> SignalEdges {
             }
         }
     }
-    edges
+    SignalEdges::from_pairs(pairs)
 }
 
 #[cfg(test)]
@@ -441,15 +591,26 @@ mod tests {
             })
             .unwrap();
         }
+        data.finish_reading().unwrap();
         data
     }
 
     fn weights(data: &Dataset, signal: Signal) -> Vec<(String, String, u32, u32)> {
-        let edges = co_action_counts(data, signal, &CoActionParams::default());
+        weights_counted_in(data, signal, PAIRS_IN_MEMORY)
+    }
+
+    fn weights_counted_in(
+        data: &Dataset,
+        signal: Signal,
+        pairs_in_memory: usize,
+    ) -> Vec<(String, String, u32, u32)> {
+        let edges =
+            co_action_counts(data, signal, &CoActionParams::default(), pairs_in_memory).unwrap();
         let mut out: Vec<_> = edges
-            .pairs
             .iter()
-            .map(|(&(a, b), e)| {
+            .unwrap()
+            .map(|pair| {
+                let ((a, b), e) = pair.unwrap();
                 (
                     data.accounts[a as usize].id.clone(),
                     data.accounts[b as usize].id.clone(),
@@ -559,6 +720,42 @@ mod tests {
         data.accounts[1].face = face(0xffff_0000_ffff_0007);
         data.accounts[2].face = face(0x0000_ffff_0000_ffff);
         let edges = shared_faces(&data, 3);
-        assert_eq!(edges.pairs.keys().collect::<Vec<_>>(), [&(0, 1)]);
+        let pairs: Vec<PairKey> = edges.iter().unwrap().map(|p| p.unwrap().0).collect();
+        assert_eq!(pairs, [(0, 1)]);
+    }
+
+    #[test]
+    fn pairs_counted_in_spilled_runs_add_up_to_the_same_weights() {
+        // 40 accounts retweeting 30 posts at nearby times: hundreds of pairs, each seen in
+        // many groups, so a counter of 7 pairs writes dozens of runs that share pairs.
+        let mut posts = Vec::new();
+        for i in 0..400u32 {
+            let id = i.to_string();
+            let account = format!("u{}", (i.wrapping_mul(2_654_435_761) >> 9) % 40);
+            let target = format!("t{}", i % 30);
+            posts.push((id, account, i64::from(i % 50), target));
+        }
+        let rows: Vec<(&str, &str, i64, &str, Option<&str>)> = posts
+            .iter()
+            .map(|(id, a, t, target)| (id.as_str(), a.as_str(), *t, "RT", Some(target.as_str())))
+            .collect();
+        let data = dataset(&rows);
+        let in_memory = weights(&data, Signal::CoRetweet);
+        assert!(in_memory.len() > 100);
+        assert_eq!(weights_counted_in(&data, Signal::CoRetweet, 7), in_memory);
+    }
+
+    #[test]
+    fn a_duplicate_post_is_dropped_from_the_join() {
+        let data = dataset(&[
+            ("1", "a", 0, "buy now", None),
+            ("2", "b", 10, "buy now", None),
+            ("1", "c", 20, "buy now", None), // same id as the first: dropped
+        ]);
+        assert_eq!(
+            weights(&data, Signal::CoTweet),
+            [("a".into(), "b".into(), 1, 1)]
+        );
+        assert_eq!(data.accounts[2].posts, 0);
     }
 }

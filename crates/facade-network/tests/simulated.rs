@@ -11,7 +11,8 @@ fn detect(dir: &std::path::Path) -> (Dataset, facade_network::networks::Analysis
     let mut diag = Diagnostics::default();
     read_twitter_users(&dir.join("users.csv"), &mut data, &mut diag).unwrap();
     read_twitter_tweets(&dir.join("tweets.csv"), &mut data, &mut diag).unwrap();
-    let analysis = analyse(&data, &AnalysisParams::default());
+    data.finish_reading_into(&mut diag).unwrap();
+    let analysis = analyse(&data, &AnalysisParams::default()).unwrap();
     (data, analysis, diag)
 }
 

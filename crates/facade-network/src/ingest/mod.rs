@@ -14,7 +14,7 @@ pub use twitter_io::{
     read_twitter_tweets, read_twitter_users, USER_COLUMNS as TWITTER_USER_COLUMNS,
 };
 
-use crate::dataset::{Account, Dataset, PostRefusal, RawPost};
+use crate::dataset::{Account, Dataset, PostRefusal, RawPost, MAX_ID_BYTES};
 use crate::diagnostics::Diagnostics;
 use crate::time::parse_time_ms;
 
@@ -40,7 +40,8 @@ impl IngestError {
     }
 }
 
-/// Adds a post, recording a refusal as a rejected row.
+/// Adds a post, recording a refusal as a rejected row. Duplicate ids are found and reported
+/// when reading ends ([`Dataset::finish_reading_into`]).
 fn add_post_or_reject(
     data: &mut Dataset,
     diag: &mut Diagnostics,
@@ -48,23 +49,35 @@ fn add_post_or_reject(
     line: u64,
     raw: RawPost,
 ) {
-    let id = raw.id.to_owned();
-    match data.add_post(raw) {
+    let id = raw.id.chars().take(40).collect::<String>();
+    match data.add_post_from(raw, path, line) {
         Ok(_) => diag.posts_read += 1,
-        Err(PostRefusal::DuplicateId) => diag.reject(
-            path,
-            line,
-            "duplicate-id",
-            format!("post id {id} was already read; the first is kept"),
-        ),
         Err(PostRefusal::EmptyId) => {
             diag.reject(path, line, "missing-id", "the post has no id".into())
         }
+        Err(PostRefusal::LongId) => diag.reject(
+            path,
+            line,
+            "bad-id",
+            format!("post id {id}… is longer than {MAX_ID_BYTES} bytes"),
+        ),
         Err(PostRefusal::EmptyAccount) => diag.reject(
             path,
             line,
             "missing-id",
             format!("post {id} has no account id"),
+        ),
+        Err(PostRefusal::TooMany) => diag.reject(
+            path,
+            line,
+            "too-many-posts",
+            format!("post {id}: more than {} posts in one analysis", u32::MAX),
+        ),
+        Err(PostRefusal::Storage) => diag.reject(
+            path,
+            line,
+            "storage",
+            format!("post {id}: temporary storage failed (the run fails when reading ends)"),
         ),
     }
 }
