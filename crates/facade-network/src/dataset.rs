@@ -15,7 +15,7 @@ use serde::Serialize;
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
 use crate::diagnostics::Diagnostics;
-use crate::signals::Signal;
+use crate::signals::{band_keys, Signal};
 use crate::spill::{get_u32, get_u64, put_u32, put_u64, Record, RecordLog, Sorted, Sorter};
 use crate::text::{key_of_normalised, link_form, normalise_text, tokens_of_normalised, LinkMatch};
 
@@ -139,17 +139,16 @@ impl Record for u8 {
     }
 }
 
-/// The words of an original post with enough of them, for near-duplicate detection (kept in
-/// memory: ~4 bytes a word, and only when that signal is asked for).
+/// The words of an original post with enough of them, kept in memory to verify
+/// near-duplicate candidates (16 bytes a post plus 4 a word, only when that signal is asked
+/// for); its MinHash band keys are sorted with the other signals' keys.
 #[derive(Clone, Copy, Debug)]
 pub struct TokenSpan {
     pub post: PostIx,
-    pub account: AccountIx,
-    pub time_ms: i64,
+    /// End of its words in `token_data` (they start where the previous span's end).
+    end: u32,
     /// The post's text key (0: none), to leave identical texts to co-tweet.
     pub text_key: u64,
-    start: u32,
-    len: u32,
 }
 
 /// One post as an ingest format reads it.
@@ -308,8 +307,16 @@ impl Dataset {
         self.finished
     }
 
-    pub fn tokens(&self, span: &TokenSpan) -> &[u32] {
-        &self.token_data[span.start as usize..(span.start + span.len) as usize]
+    /// The text key and words of `post`, when kept for near-duplicates.
+    pub fn similar_words(&self, post: PostIx) -> Option<(u64, &[u32])> {
+        let i = self
+            .token_spans
+            .binary_search_by_key(&post, |s| s.post)
+            .ok()?;
+        let start = i.checked_sub(1).map_or(0, |p| self.token_spans[p].end);
+        let span = &self.token_spans[i];
+        let words = self.token_data.get(start as usize..span.end as usize)?;
+        Some((span.text_key, words))
     }
 
     /// Ends reading: finds duplicate post ids (the first is kept, the others are dropped and
@@ -486,7 +493,7 @@ impl Dataset {
             self.key_post(Signal::CoLink, at(key))?;
         }
         if self.options.signals.contains(&Signal::CoSimilarTweet) {
-            self.keep_tokens(at(text_key.unwrap_or(0)), &normalised);
+            self.keep_tokens(at(text_key.unwrap_or(0)), &normalised)?;
         }
         Ok(())
     }
@@ -532,19 +539,28 @@ impl Dataset {
         keys
     }
 
-    fn keep_tokens(&mut self, post: Keyed, normalised: &str) {
+    /// Keys the post's MinHash bands and keeps its words, when it has enough of them.
+    fn keep_tokens(&mut self, post: Keyed, normalised: &str) -> io::Result<()> {
         let tokens = tokens_of_normalised(normalised);
-        if tokens.len() >= self.options.min_tokens {
-            self.token_spans.push(TokenSpan {
-                post: post.post,
-                account: post.account,
-                time_ms: post.time_ms,
-                text_key: post.key,
-                start: self.token_data.len() as u32,
-                len: tokens.len() as u32,
-            });
-            self.token_data.extend_from_slice(&tokens);
+        if tokens.len() < self.options.min_tokens {
+            return Ok(());
         }
+        let Ok(end) = u32::try_from(self.token_data.len() + tokens.len()) else {
+            return Err(io::Error::other(
+                "more than 4 billion words kept for near-duplicate detection: \
+                 leave co-similar-tweet out of --signals",
+            ));
+        };
+        for key in band_keys(&tokens) {
+            self.key_post(Signal::CoSimilarTweet, Keyed { key, ..post })?;
+        }
+        self.token_spans.push(TokenSpan {
+            post: post.post,
+            end,
+            text_key: post.key,
+        });
+        self.token_data.extend_from_slice(&tokens);
+        Ok(())
     }
 }
 

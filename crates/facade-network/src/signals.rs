@@ -472,44 +472,37 @@ fn record(sink: &mut Sink, item: &Keyed, other: &Keyed) -> io::Result<()> {
 /// with probability 1 − (1 − 0.8⁴)⁸ ≈ 0.985, and of 0.5 with ≈ 0.40 (then verified exactly).
 const MINHASHES: usize = 32;
 const BAND_ROWS: usize = 4;
+pub const BANDS: usize = MINHASHES / BAND_ROWS;
+
+/// The LSH band keys of a word set: two posts sharing one are near-duplicate candidates.
+pub fn band_keys(tokens: &[u32]) -> [u64; BANDS] {
+    let signature = minhash(tokens);
+    let mut keys = [0u64; BANDS];
+    for (band, rows) in signature.chunks(BAND_ROWS).enumerate() {
+        let mut bytes = [0u8; 4 * BAND_ROWS + 1];
+        bytes[0] = band as u8;
+        for (r, value) in rows.iter().enumerate() {
+            bytes[1 + 4 * r..5 + 4 * r].copy_from_slice(&value.to_le_bytes());
+        }
+        keys[band] = xxh3_64(&bytes);
+    }
+    keys
+}
 
 /// Near-duplicate posts (Jaccard of word sets ≥ `similarity`, not identical after
-/// normalisation — those are co-tweets) by MinHash LSH instead of all pairs. The band keys
-/// (eight per post) are sorted out of core like the other signals' keys.
+/// normalisation — those are co-tweets) by MinHash LSH instead of all pairs: posts sharing a
+/// band key (keyed while reading) are candidates, verified on their words.
 fn near_duplicates(data: &Dataset, params: &CoActionParams, sink: &mut Sink) -> io::Result<()> {
-    let mut bands = Sorter::default();
-    for span in &data.token_spans {
-        let signature = minhash(data.tokens(span));
-        for (band, rows) in signature.chunks(BAND_ROWS).enumerate() {
-            let mut bytes = [0u8; 4 * BAND_ROWS + 1];
-            bytes[0] = band as u8;
-            for (r, value) in rows.iter().enumerate() {
-                bytes[1 + 4 * r..5 + 4 * r].copy_from_slice(&value.to_le_bytes());
-            }
-            bands.push(Keyed {
-                key: xxh3_64(&bytes),
-                time_ms: span.time_ms,
-                post: span.post,
-                account: span.account,
-            })?;
-        }
-    }
-    let bands = bands.finish()?;
-    // Spans are stored in post order.
-    let span = |post: PostIx| {
-        data.token_spans
-            .binary_search_by_key(&post, |s| s.post)
-            .ok()
-            .map(|i| &data.token_spans[i])
+    let Some(bands) = data.keyed(Signal::CoSimilarTweet) else {
+        return Ok(());
     };
-    let similar = |i: PostIx, j: PostIx| match (span(i), span(j)) {
-        (Some(si), Some(sj)) => {
-            (si.text_key == 0 || si.text_key != sj.text_key)
-                && jaccard(data.tokens(si), data.tokens(sj)) >= params.similarity
+    let similar = |i: PostIx, j: PostIx| match (data.similar_words(i), data.similar_words(j)) {
+        (Some((key_i, words_i)), Some((key_j, words_j))) => {
+            (key_i == 0 || key_i != key_j) && jaccard(words_i, words_j) >= params.similarity
         }
         _ => false,
     };
-    join_on_key(data, &bands, params.window_ms, Some(&similar), sink)
+    join_on_key(data, bands, params.window_ms, Some(&similar), sink)
 }
 
 fn minhash(tokens: &[u32]) -> [u32; MINHASHES] {
