@@ -34,7 +34,8 @@ enum Command {
     Train(train::TrainArgs),
     /// Measure the detectors on a labelled manifest (held-out images only), per source.
     Eval(eval::EvalArgs),
-    /// Find networks of coordinated accounts in an account export.
+    /// Find networks of coordinated accounts in an account export. Large exports spill to
+    /// temporary files in TMPDIR (about 70 bytes a post for co-tweet, co-retweet and co-link).
     Networks(Box<networks::NetworksArgs>),
     /// Write an HTML report (and its JSON) for a networks.json or for images.
     Report(Box<report::ReportArgs>),

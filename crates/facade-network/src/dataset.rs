@@ -171,7 +171,7 @@ pub struct RawPost<'a> {
 pub struct IngestOptions {
     pub link_match: LinkMatch,
     /// The co-action signals to key posts for (others cost nothing). Near-duplicates keep
-    /// every original post's words in memory (~4 bytes a word).
+    /// every original post's words in memory (16 bytes a post and 4 a word).
     pub signals: Vec<Signal>,
     /// Posts with fewer distinct words are never near-duplicates (short posts match by chance).
     pub min_tokens: usize,
@@ -320,26 +320,34 @@ impl Dataset {
     }
 
     /// Ends reading: finds duplicate post ids (the first is kept, the others are dropped and
-    /// returned with where they were read) and sorts the keyed records. Returns the first
-    /// storage error of the reading instead, if any. Idempotent.
-    pub fn finish_reading(&mut self) -> io::Result<Vec<Duplicate>> {
+    /// handed to `on_duplicate` with where they were read) and sorts the keyed records.
+    /// Returns the first storage error of the reading instead, if any. Idempotent.
+    pub fn finish_reading(&mut self, mut on_duplicate: impl FnMut(Duplicate)) -> io::Result<()> {
         if let Some(error) = self.failure.take() {
             return Err(error);
         }
         if self.finished {
-            return Ok(Vec::new());
+            return Ok(());
         }
-        let duplicates = self.drop_duplicates()?;
+        let ids = std::mem::take(&mut self.ids_seen).finish()?;
+        let mut previous = None;
+        for seen in ids.iter()? {
+            let seen = seen?;
+            if previous == Some(seen.key) {
+                on_duplicate(self.drop_post(&seen)?);
+            }
+            previous = Some(seen.key);
+        }
         for (signal, sorter) in std::mem::take(&mut self.sorting) {
             self.keyed.insert(signal, sorter.finish()?);
         }
         self.finished = true;
-        Ok(duplicates)
+        Ok(())
     }
 
     /// As [`Self::finish_reading`], reporting each duplicate as a rejected row.
     pub fn finish_reading_into(&mut self, diag: &mut Diagnostics) -> io::Result<()> {
-        for duplicate in self.finish_reading()? {
+        self.finish_reading(|duplicate| {
             diag.posts_read = diag.posts_read.saturating_sub(1);
             diag.reject(
                 &duplicate.file,
@@ -350,23 +358,9 @@ impl Dataset {
                     duplicate.id
                 ),
             );
-        }
+        })?;
         diag.order_messages();
         Ok(())
-    }
-
-    fn drop_duplicates(&mut self) -> io::Result<Vec<Duplicate>> {
-        let ids = std::mem::take(&mut self.ids_seen).finish()?;
-        let mut duplicates = Vec::new();
-        let mut previous = None;
-        for seen in ids.iter()? {
-            let seen = seen?;
-            if previous == Some(seen.key) {
-                duplicates.push(self.drop_post(&seen)?);
-            }
-            previous = Some(seen.key);
-        }
-        Ok(duplicates)
     }
 
     fn drop_post(&mut self, seen: &IdSeen) -> io::Result<Duplicate> {
@@ -513,10 +507,7 @@ impl Dataset {
         }
         let offset = (stored & !OTHER) >> ID_LEN_BITS;
         let len = stored & ((1 << ID_LEN_BITS) - 1);
-        let mut bytes = Vec::with_capacity(len as usize);
-        for i in offset..offset + len {
-            bytes.extend(self.other_ids.get(i)?);
-        }
+        let bytes = self.other_ids.get_range(offset, len)?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
@@ -617,6 +608,12 @@ mod tests {
         }
     }
 
+    fn finish(data: &mut Dataset) -> Vec<Duplicate> {
+        let mut duplicates = Vec::new();
+        data.finish_reading(|d| duplicates.push(d)).unwrap();
+        duplicates
+    }
+
     fn id_of(data: &Dataset, post: PostIx) -> String {
         data.post(post).unwrap().unwrap().2
     }
@@ -628,7 +625,7 @@ mod tests {
         assert_eq!(data.add_post_from(post("1", "a", "hello"), file, 2), Ok(0));
         assert_eq!(data.add_post_from(post("1", "b", "other"), file, 3), Ok(1));
         assert_eq!(data.add_post_from(post("2", "b", "other"), file, 4), Ok(2));
-        let duplicates = data.finish_reading().unwrap();
+        let duplicates = finish(&mut data);
         assert_eq!(
             duplicates,
             [Duplicate {
@@ -643,7 +640,7 @@ mod tests {
         let mut kept = Vec::new();
         data.for_each_post(|p, _, _| kept.push(p)).unwrap();
         assert_eq!(kept, [0, 2]);
-        assert!(data.finish_reading().unwrap().is_empty());
+        assert!(finish(&mut data).is_empty());
     }
 
     #[test]
@@ -665,7 +662,7 @@ mod tests {
         for id in ids {
             data.add_post(post(id, "a", "x")).unwrap();
         }
-        assert!(data.finish_reading().unwrap().is_empty());
+        assert!(finish(&mut data).is_empty());
         for (i, id) in ids.iter().enumerate() {
             assert_eq!(id_of(&data, i as PostIx), *id);
         }
@@ -698,12 +695,7 @@ mod tests {
         for (id, account) in [("7", "a"), ("007", "a"), ("007", "b"), ("7", "b")] {
             data.add_post(post(id, account, "x")).unwrap();
         }
-        let dropped: Vec<String> = data
-            .finish_reading()
-            .unwrap()
-            .into_iter()
-            .map(|d| d.id)
-            .collect();
+        let dropped: Vec<String> = finish(&mut data).into_iter().map(|d| d.id).collect();
         assert_eq!(dropped.len(), 2);
         assert!(dropped.contains(&"7".into()) && dropped.contains(&"007".into()));
         assert!(!data.is_dropped(0) && !data.is_dropped(1));
@@ -716,7 +708,7 @@ mod tests {
         raw.repost_of = Some("99");
         raw.urls = vec!["http://x.org".into()];
         data.add_post(raw).unwrap();
-        data.finish_reading().unwrap();
+        finish(&mut data);
         assert!(data.keyed(Signal::CoTweet).is_none() && data.keyed(Signal::CoLink).is_none());
         assert_eq!(data.keyed(Signal::CoRetweet).map(|k| k.len()), Some(1));
         assert!(data.token_spans.is_empty());
@@ -732,7 +724,7 @@ mod tests {
         let mut raw = post("1", "a", "five words or more here #a #b");
         raw.urls = vec!["http://x.org".into()];
         data.add_post(raw).unwrap();
-        data.finish_reading().unwrap();
+        finish(&mut data);
         assert!(data.keyed.is_empty() && data.token_spans.is_empty());
     }
 

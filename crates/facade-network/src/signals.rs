@@ -584,7 +584,7 @@ mod tests {
             })
             .unwrap();
         }
-        data.finish_reading().unwrap();
+        data.finish_reading(|_| {}).unwrap();
         data
     }
 

@@ -186,6 +186,27 @@ impl<T: Record> RecordLog<T> {
         Ok(Some(T::read(&bytes)))
     }
 
+    /// The records at `start..start + count` that exist, with one read for those on disk.
+    pub fn get_range(&self, start: u64, count: u64) -> io::Result<Vec<T>> {
+        let end = (start + count).min(self.len());
+        let mut records = Vec::with_capacity(end.saturating_sub(start) as usize);
+        if let (Some(spill), true) = (&self.spill, start < self.flushed) {
+            let disk_end = end.min(self.flushed);
+            let mut bytes = vec![0u8; ((disk_end - start) as usize) * T::SIZE];
+            spill
+                .file
+                .read_exact_at(&mut bytes, start * T::SIZE as u64)?;
+            records.extend(bytes.chunks_exact(T::SIZE).map(T::read));
+        }
+        let tail_start = start.max(self.flushed);
+        if tail_start < end {
+            let from = (tail_start - self.flushed) as usize;
+            let to = (end - self.flushed) as usize;
+            records.extend_from_slice(&self.tail[from..to]);
+        }
+        Ok(records)
+    }
+
     /// Calls `visit` with every record in order.
     pub fn for_each(&self, mut visit: impl FnMut(u64, T)) -> io::Result<()> {
         let mut index = 0;
@@ -465,6 +486,18 @@ mod tests {
         );
         for i in [0u64, 332, 333, 4_994, 4_999] {
             assert_eq!(log.get(i).unwrap(), Some(records[i as usize]));
+        }
+        // Ranges on disk, across the boundary into memory, in memory, past the end.
+        for (start, count) in [
+            (0u64, 10u64),
+            (4_990, 8),
+            (4_994, 3),
+            (4_998, 5),
+            (6_000, 2),
+        ] {
+            let end = ((start + count) as usize).min(records.len());
+            let expected = records.get(start as usize..end).unwrap_or(&[]);
+            assert_eq!(log.get_range(start, count).unwrap(), expected);
         }
         assert_eq!(log.get(5_000).unwrap(), None);
     }
