@@ -16,7 +16,7 @@ use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
 use crate::diagnostics::Diagnostics;
 use crate::signals::{band_keys, Signal};
-use crate::spill::{get_u32, get_u64, put_u32, put_u64, Record, RecordLog, Sorted, Sorter};
+use crate::spill::{fixed_record, RecordLog, Sorted, Sorter};
 use crate::text::{key_of_normalised, link_form, normalise_text, tokens_of_normalised, LinkMatch};
 
 pub type AccountIx = u32;
@@ -57,25 +57,14 @@ pub struct Keyed {
     pub account: AccountIx,
 }
 
-impl Record for Keyed {
-    const SIZE: usize = 24;
-    fn write(&self, out: &mut [u8]) {
-        put_u64(out, 0, self.key);
-        put_u64(out, 8, self.time_ms as u64);
-        put_u32(out, 16, self.post);
-        put_u32(out, 20, self.account);
-    }
-    fn read(bytes: &[u8]) -> Self {
-        Keyed {
-            key: get_u64(bytes, 0),
-            time_ms: get_u64(bytes, 8) as i64,
-            post: get_u32(bytes, 16),
-            account: get_u32(bytes, 20),
-        }
-    }
-}
+fixed_record!(Keyed {
+    key: u64,
+    time_ms: i64,
+    post: PostIx,
+    account: AccountIx,
+});
 
-/// A post as kept: its account, time and id (see [`PostIds`]).
+/// A post as kept: its account, time and id (a number, or where its text is: see `OTHER`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PostRecord {
     pub account: AccountIx,
@@ -83,21 +72,11 @@ pub struct PostRecord {
     id: u64,
 }
 
-impl Record for PostRecord {
-    const SIZE: usize = 20;
-    fn write(&self, out: &mut [u8]) {
-        put_u32(out, 0, self.account);
-        put_u64(out, 4, self.time_ms as u64);
-        put_u64(out, 12, self.id);
-    }
-    fn read(bytes: &[u8]) -> Self {
-        PostRecord {
-            account: get_u32(bytes, 0),
-            time_ms: get_u64(bytes, 4) as i64,
-            id: get_u64(bytes, 12),
-        }
-    }
-}
+fixed_record!(PostRecord {
+    account: AccountIx,
+    time_ms: i64,
+    id: u64,
+});
 
 /// A post id seen, for finding duplicates after reading: sorted by id, then post.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -110,34 +89,12 @@ struct IdSeen {
     line: u64,
 }
 
-impl Record for IdSeen {
-    const SIZE: usize = 32;
-    fn write(&self, out: &mut [u8]) {
-        put_u64(out, 0, self.key as u64);
-        put_u64(out, 8, (self.key >> 64) as u64);
-        put_u32(out, 16, self.post);
-        put_u32(out, 20, self.source);
-        put_u64(out, 24, self.line);
-    }
-    fn read(bytes: &[u8]) -> Self {
-        IdSeen {
-            key: u128::from(get_u64(bytes, 0)) | (u128::from(get_u64(bytes, 8)) << 64),
-            post: get_u32(bytes, 16),
-            source: get_u32(bytes, 20),
-            line: get_u64(bytes, 24),
-        }
-    }
-}
-
-impl Record for u8 {
-    const SIZE: usize = 1;
-    fn write(&self, out: &mut [u8]) {
-        out[0] = *self;
-    }
-    fn read(bytes: &[u8]) -> Self {
-        bytes[0]
-    }
-}
+fixed_record!(IdSeen {
+    key: u128,
+    post: PostIx,
+    source: u32,
+    line: u64,
+});
 
 /// The words of an original post with enough of them, kept in memory to verify
 /// near-duplicate candidates (16 bytes a post plus 4 a word, only when that signal is asked

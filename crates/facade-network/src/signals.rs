@@ -13,7 +13,7 @@ use serde::Serialize;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::dataset::{AccountIx, Dataset, Keyed, PostIx};
-use crate::spill::{get_u32, get_u64, put_u32, put_u64, Merge, Record, Sorted, Sorter};
+use crate::spill::{fixed_record, Merge, Sorted, Sorter};
 use crate::text::jaccard;
 
 /// The kinds of evidence that link two accounts.
@@ -101,21 +101,11 @@ struct PairRecord {
     high_to_low: u32,
 }
 
-impl Record for PairRecord {
-    const SIZE: usize = 16;
-    fn write(&self, out: &mut [u8]) {
-        put_u64(out, 0, self.pair);
-        put_u32(out, 8, self.low_to_high);
-        put_u32(out, 12, self.high_to_low);
-    }
-    fn read(bytes: &[u8]) -> Self {
-        PairRecord {
-            pair: get_u64(bytes, 0),
-            low_to_high: get_u32(bytes, 8),
-            high_to_low: get_u32(bytes, 12),
-        }
-    }
-}
+fixed_record!(PairRecord {
+    pair: u64,
+    low_to_high: u32,
+    high_to_low: u32,
+});
 
 fn pair_key(pair: u64) -> PairKey {
     ((pair >> 32) as AccountIx, pair as AccountIx)

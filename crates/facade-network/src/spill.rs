@@ -27,26 +27,68 @@ fn records_in<T: Record>(bytes: usize) -> usize {
     (bytes / T::SIZE).max(1)
 }
 
-/// Little-endian fields, for `Record` implementations.
-pub fn put_u32(out: &mut [u8], at: usize, value: u32) {
-    out[at..at + 4].copy_from_slice(&value.to_le_bytes());
+/// A plain field of a record, stored little-endian.
+pub trait Field: Copy {
+    const SIZE: usize;
+    fn put(self, out: &mut [u8]);
+    fn get(bytes: &[u8]) -> Self;
 }
 
-pub fn put_u64(out: &mut [u8], at: usize, value: u64) {
-    out[at..at + 8].copy_from_slice(&value.to_le_bytes());
+macro_rules! little_endian_fields {
+    ($($ty:ty),*) => {$(
+        impl Field for $ty {
+            const SIZE: usize = std::mem::size_of::<$ty>();
+            fn put(self, out: &mut [u8]) {
+                out[..<Self as Field>::SIZE].copy_from_slice(&self.to_le_bytes());
+            }
+            fn get(bytes: &[u8]) -> Self {
+                let mut word = [0u8; std::mem::size_of::<$ty>()];
+                word.copy_from_slice(&bytes[..<Self as Field>::SIZE]);
+                <$ty>::from_le_bytes(word)
+            }
+        }
+    )*};
 }
 
-pub fn get_u32(bytes: &[u8], at: usize) -> u32 {
-    let mut word = [0u8; 4];
-    word.copy_from_slice(&bytes[at..at + 4]);
-    u32::from_le_bytes(word)
+little_endian_fields!(u8, u32, u64, i64, u128);
+
+impl<T: Field> Record for T {
+    const SIZE: usize = <T as Field>::SIZE;
+    fn write(&self, out: &mut [u8]) {
+        self.put(out)
+    }
+    fn read(bytes: &[u8]) -> Self {
+        T::get(bytes)
+    }
 }
 
-pub fn get_u64(bytes: &[u8], at: usize) -> u64 {
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&bytes[at..at + 8]);
-    u64::from_le_bytes(word)
+/// Implements [`Record`] for a struct of [`Field`]s, stored one after the other in the order
+/// listed: `fixed_record!(Keyed { key: u64, time_ms: i64 });`.
+macro_rules! fixed_record {
+    ($name:ident { $($field:ident: $ty:ty),* $(,)? }) => {
+        impl $crate::spill::Record for $name {
+            const SIZE: usize = 0 $(+ <$ty as $crate::spill::Field>::SIZE)*;
+            fn write(&self, out: &mut [u8]) {
+                let mut at = 0;
+                $(
+                    $crate::spill::Field::put(self.$field, &mut out[at..]);
+                    at += <$ty as $crate::spill::Field>::SIZE;
+                )*
+                debug_assert_eq!(at, Self::SIZE);
+            }
+            fn read(bytes: &[u8]) -> Self {
+                let mut at = 0;
+                $(
+                    let $field = <$ty as $crate::spill::Field>::get(&bytes[at..]);
+                    at += <$ty as $crate::spill::Field>::SIZE;
+                )*
+                debug_assert_eq!(at, Self::SIZE);
+                Self { $($field),* }
+            }
+        }
+    };
 }
+pub(crate) use fixed_record;
 
 /// A temporary file that records are appended to.
 #[derive(Debug)]
@@ -401,22 +443,28 @@ mod tests {
     use super::*;
 
     #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-    struct Pair(u64, u32);
+    struct Pair {
+        key: u64,
+        tag: u32,
+    }
 
-    impl Record for Pair {
-        const SIZE: usize = 12;
-        fn write(&self, out: &mut [u8]) {
-            put_u64(out, 0, self.0);
-            put_u32(out, 8, self.1);
-        }
-        fn read(bytes: &[u8]) -> Self {
-            Pair(get_u64(bytes, 0), get_u32(bytes, 8))
-        }
+    fixed_record!(Pair { key: u64, tag: u32 });
+
+    #[test]
+    fn fields_are_stored_in_order_little_endian() {
+        let mut bytes = [0u8; 12];
+        Pair { key: 1, tag: 2 }.write(&mut bytes);
+        assert_eq!(bytes, [1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0]);
+        assert_eq!(Pair::read(&bytes), Pair { key: 1, tag: 2 });
+        assert_eq!(<Pair as Record>::SIZE, 12);
     }
 
     fn scrambled(n: u32) -> Vec<Pair> {
         (0..n)
-            .map(|i| Pair(u64::from(i.wrapping_mul(2_654_435_761) % 1000), i))
+            .map(|i| Pair {
+                key: u64::from(i.wrapping_mul(2_654_435_761) % 1000),
+                tag: i,
+            })
             .collect()
     }
 
@@ -454,17 +502,17 @@ mod tests {
     fn sorted_runs_pushed_whole_merge_with_the_rest() {
         let mut sorter = Sorter::with_buffer(12 * 3);
         sorter
-            .push_sorted_run(&[Pair(1, 0), Pair(5, 0), Pair(9, 0)])
+            .push_sorted_run(&[1, 5, 9].map(|key| Pair { key, tag: 0 }))
             .unwrap();
-        for k in [8, 2, 7, 3] {
-            sorter.push(Pair(k, 1)).unwrap();
+        for key in [8, 2, 7, 3] {
+            sorter.push(Pair { key, tag: 1 }).unwrap();
         }
         let keys: Vec<u64> = sorter
             .finish()
             .unwrap()
             .iter()
             .unwrap()
-            .map(|r| r.unwrap().0)
+            .map(|r| r.unwrap().key)
             .collect();
         assert_eq!(keys, [1, 2, 3, 5, 7, 8, 9]);
     }
