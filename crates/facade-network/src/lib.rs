@@ -5,6 +5,8 @@
 //! faces), builds the weighted graph, finds its communities, and scores each as a network with
 //! the evidence behind it. It also simulates exports with planted networks, for tests.
 //! Faces arrive as plain data ([`dataset::FaceEvidence`]); this crate never opens an image.
+//! Posts, signal keys and account pairs go to sorted runs on disk past 16 MB each
+//! ([`spill`]), so memory grows with accounts, not posts.
 
 pub mod dataset;
 pub mod diagnostics;
