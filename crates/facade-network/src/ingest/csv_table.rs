@@ -3,13 +3,17 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use csv::ByteRecord;
 
 use super::IngestError;
 use crate::diagnostics::Diagnostics;
+
+/// A record running over more lines than this is an unclosed quote, even with the header's
+/// number of fields (no post or account spans a thousand lines).
+const RUNAWAY_LINES: u64 = 1_000;
 
 /// Opens `path` as [`CsvTable::open`] does and hands every row to `read_row` with the file's
 /// path; rows the table rejects (ragged, unreadable) never reach it.
@@ -128,6 +132,19 @@ impl CsvTable {
         })
     }
 
+    /// Moves the reader to the line after the first line of the record at `start`.
+    fn resume_after_first_line(&mut self, start: &csv::Position) -> std::io::Result<()> {
+        let mut file = BufReader::new(File::open(&self.path)?);
+        file.seek(SeekFrom::Start(start.byte()))?;
+        let mut first_line = Vec::new();
+        let read = file.read_until(b'\n', &mut first_line)?;
+        let mut next = csv::Position::new();
+        next.set_byte(start.byte() + read as u64)
+            .set_line(start.line() + 1)
+            .set_record(start.record() + 1);
+        self.reader.seek(next).map_err(std::io::Error::other)
+    }
+
     fn end<'t>(&mut self, diag: &mut Diagnostics) -> Option<Row<'t>> {
         diag.count_rows(&self.path, std::mem::take(&mut self.rows));
         None
@@ -159,9 +176,38 @@ impl CsvTable {
                     continue;
                 }
             }
-            let line = record.position().map_or(0, |p| p.line());
+            let start = record
+                .position()
+                .cloned()
+                .unwrap_or_else(csv::Position::new);
+            let line = start.line();
+            let spanned = self.reader.position().line().saturating_sub(line);
             self.rows += 1;
-            if record.len() != self.width {
+            let ragged = record.len() != self.width;
+            // A quote left open swallows the lines after it into one record: a ragged one,
+            // or one running on for thousands of lines. Such a record is rejected alone and
+            // reading resumes at its second line, so the rows it swallowed are read as rows.
+            if (ragged && spanned > 1) || spanned > RUNAWAY_LINES {
+                let why = format!(
+                    "a quoted field that opens on this line runs over {spanned} lines \
+                     ({} fields where the header has {}): unclosed quote? The row is \
+                     rejected and the lines after it are read as rows",
+                    record.len(),
+                    self.width
+                );
+                diag.reject(&self.path, line, "malformed-row", why);
+                if let Err(err) = self.resume_after_first_line(&start) {
+                    diag.reject(
+                        &self.path,
+                        line,
+                        "malformed-row",
+                        format!("could not resume reading after line {line}: {err}"),
+                    );
+                    return self.end(diag);
+                }
+                continue;
+            }
+            if ragged {
                 diag.reject(
                     &self.path,
                     line,
@@ -188,5 +234,60 @@ impl CsvTable {
                 columns: &self.columns,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (line, kind) of each message, and the `id` column of each row read.
+    fn read(csv: &str) -> (Vec<(u64, &'static str)>, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        std::fs::write(&path, csv).unwrap();
+        let mut diag = Diagnostics::default();
+        let mut ids = Vec::new();
+        read_rows(
+            &path,
+            &["id"],
+            &[&["id", "text", "lang"]],
+            &mut diag,
+            |row, _, _| ids.push(row.text("id").into_owned()),
+        )
+        .unwrap();
+        let messages = diag.messages.iter().map(|m| (m.line, m.kind)).collect();
+        (messages, ids)
+    }
+
+    #[test]
+    fn an_unclosed_quote_costs_only_its_own_row() {
+        let mut csv = String::from("id,text,lang\n1,fine,en\n2,\"never closed,en\n");
+        for i in 3..=8 {
+            csv.push_str(&format!("{i},row {i},en\n"));
+        }
+        let (messages, ids) = read(&csv);
+        assert_eq!(messages, [(3, "malformed-row")]);
+        assert_eq!(ids, ["1", "3", "4", "5", "6", "7", "8"]);
+    }
+
+    #[test]
+    fn a_runaway_quote_with_the_right_field_count_is_caught_too() {
+        // The quote opens in the last column: the record keeps two fields however far it runs.
+        let mut csv = String::from("id,text\n1,\"open\n");
+        for i in 2..=1_500 {
+            csv.push_str(&format!("{i},row {i}\n"));
+        }
+        let (messages, ids) = read(&csv);
+        assert_eq!(messages, [(2, "malformed-row")]);
+        assert_eq!(ids.len(), 1_499);
+        assert_eq!((ids[0].as_str(), ids[1_498].as_str()), ("2", "1500"));
+    }
+
+    #[test]
+    fn quoted_newlines_in_a_whole_row_are_kept() {
+        let (messages, ids) = read("id,text\n1,\"two\nlines\"\n2,next\n");
+        assert!(messages.is_empty());
+        assert_eq!(ids, ["1", "2"]);
     }
 }
