@@ -56,10 +56,10 @@ pub enum TrainError {
     Detector(String),
 }
 
-/// What to train on and how.
 /// Passes of the classifier over the training faces (about 35 s each on 2 cores).
 pub const DEFAULT_EPOCHS: usize = 24;
 
+/// What to train on and how.
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
     pub manifest: PathBuf,

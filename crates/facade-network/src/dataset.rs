@@ -47,54 +47,41 @@ pub struct Account {
     pub posts: u32,
 }
 
-/// One post under one key of one signal: what the co-action join compares. Sorted by key,
-/// then time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Keyed {
-    pub key: u64,
-    pub time_ms: i64,
-    pub post: PostIx,
-    pub account: AccountIx,
+fixed_record! {
+    /// One post under one key of one signal: what the co-action join compares. Sorted by
+    /// key, then time.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+    pub struct Keyed {
+        pub key: u64,
+        pub time_ms: i64,
+        pub post: PostIx,
+        pub account: AccountIx,
+    }
 }
 
-fixed_record!(Keyed {
-    key: u64,
-    time_ms: i64,
-    post: PostIx,
-    account: AccountIx,
-});
-
-/// A post as kept: its account, time and id (a number, or where its text is: see `OTHER`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PostRecord {
-    pub account: AccountIx,
-    pub time_ms: i64,
-    id: u64,
+fixed_record! {
+    /// A post as kept: its account, time and id (a number, or where its text is: see
+    /// `OTHER`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct PostRecord {
+        pub account: AccountIx,
+        pub time_ms: i64,
+        id: u64,
+    }
 }
 
-fixed_record!(PostRecord {
-    account: AccountIx,
-    time_ms: i64,
-    id: u64,
-});
-
-/// A post id seen, for finding duplicates after reading: sorted by id, then post.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct IdSeen {
-    /// A numeric id as itself; any other by its 128-bit hash with the top bit set.
-    key: u128,
-    post: PostIx,
-    /// Index into `Dataset::sources`, and the row's line there.
-    source: u32,
-    line: u64,
+fixed_record! {
+    /// A post id seen, for finding duplicates after reading: sorted by id, then post.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+    struct IdSeen {
+        /// A numeric id as itself; any other by its 128-bit hash with the top bit set.
+        key: u128,
+        post: PostIx,
+        /// Index into `Dataset::sources`, and the row's line there.
+        source: u32,
+        line: u64,
+    }
 }
-
-fixed_record!(IdSeen {
-    key: u128,
-    post: PostIx,
-    source: u32,
-    line: u64,
-});
 
 /// The words of an original post with enough of them, kept in memory to verify
 /// near-duplicate candidates (16 bytes a post plus 4 a word, only when that signal is asked
@@ -406,7 +393,8 @@ impl Dataset {
             time_ms: raw.time_ms,
             id: stored_id,
         })?;
-        if self.sources.last().map(PathBuf::as_path) != Some(file) {
+        // Byte comparison: `Path`'s own equality parses components, on every post.
+        if self.sources.last().map(|s| s.as_os_str()) != Some(file.as_os_str()) {
             self.sources.push(file.to_path_buf());
         }
         self.ids_seen.push(IdSeen {
@@ -428,25 +416,37 @@ impl Dataset {
         if let Some(target) = raw.reply_to.map(str::trim).filter(|s| !s.is_empty()) {
             self.key_post(Signal::CoReply, at(xxh3_64(target.as_bytes())))?;
         }
-        if let Some(tags) = hashtag_key(raw.hashtags.as_deref(), raw.text) {
-            self.key_post(Signal::CoHashtags, at(tags))?;
+        if self.wants(Signal::CoHashtags) {
+            if let Some(tags) = hashtag_key(raw.hashtags.as_deref(), raw.text) {
+                self.key_post(Signal::CoHashtags, at(tags))?;
+            }
         }
         if repost_of.is_some() {
             return Ok(());
         }
-        // An original post: its text and links. Normalised once for the key and the words.
+        // An original post: its text and links. Normalised once for the key and the words,
+        // and only when a signal reads them.
+        if self.wants(Signal::CoLink) {
+            for key in self.link_keys(&raw.urls) {
+                self.key_post(Signal::CoLink, at(key))?;
+            }
+        }
+        if !self.wants(Signal::CoTweet) && !self.wants(Signal::CoSimilarTweet) {
+            return Ok(());
+        }
         let normalised = normalise_text(raw.text);
         let text_key = key_of_normalised(&normalised);
         if let Some(key) = text_key {
             self.key_post(Signal::CoTweet, at(key))?;
         }
-        for key in self.link_keys(&raw.urls) {
-            self.key_post(Signal::CoLink, at(key))?;
-        }
-        if self.options.signals.contains(&Signal::CoSimilarTweet) {
+        if self.wants(Signal::CoSimilarTweet) {
             self.keep_tokens(at(text_key.unwrap_or(0)), &normalised)?;
         }
         Ok(())
+    }
+
+    fn wants(&self, signal: Signal) -> bool {
+        self.options.signals.contains(&signal)
     }
 
     /// Stores a non-numeric id's bytes; returns its reference (`OTHER`, offset, length).
@@ -469,7 +469,7 @@ impl Dataset {
     }
 
     fn key_post(&mut self, signal: Signal, keyed: Keyed) -> io::Result<()> {
-        if !self.options.signals.contains(&signal) {
+        if !self.wants(signal) {
             return Ok(());
         }
         self.sorting.entry(signal).or_default().push(keyed)

@@ -81,21 +81,15 @@ impl Diagnostics {
     /// Puts the kept messages back in reading order (files in the order their first message
     /// came, lines ascending): duplicate post ids are only found once reading is done.
     pub fn order_messages(&mut self) {
-        let mut files: Vec<&Path> = Vec::new();
+        let mut files: Vec<PathBuf> = Vec::new();
         for message in &self.messages {
-            if !files.contains(&message.file.as_path()) {
-                files.push(&message.file);
+            if !files.contains(&message.file) {
+                files.push(message.file.clone());
             }
         }
-        let rank: Vec<usize> = self
-            .messages
-            .iter()
-            .map(|m| files.iter().position(|f| *f == m.file).unwrap_or(0))
-            .collect();
-        let mut ordered: Vec<(usize, Diagnostic)> =
-            rank.into_iter().zip(self.messages.drain(..)).collect();
-        ordered.sort_by_key(|(rank, m)| (*rank, m.line));
-        self.messages = ordered.into_iter().map(|(_, m)| m).collect();
+        // Stable: messages of one line keep the order they came in.
+        self.messages
+            .sort_by_cached_key(|m| (files.iter().position(|f| *f == m.file), m.line));
     }
 
     /// Adds `rows` rows seen in `file` (readers count locally and report once per file).

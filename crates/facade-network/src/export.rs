@@ -247,20 +247,16 @@ fn member_out<'a>(
 }
 
 fn evidence_out<'a>(data: &'a Dataset, analysis: &'a Analysis, link: &Link) -> EvidenceOut<'a> {
-    let post = |p: PostIx| analysis.example_posts.get(&p);
-    let pair = |p: (PostIx, PostIx)| PostPair {
-        posts: [
-            post(p.0).map_or("", |e| e.id.as_str()),
-            post(p.1).map_or("", |e| e.id.as_str()),
-        ],
-        times: [
-            post(p.0)
-                .map(|e| format_time_ms(e.time_ms))
-                .unwrap_or_default(),
-            post(p.1)
-                .map(|e| format_time_ms(e.time_ms))
-                .unwrap_or_default(),
-        ],
+    let post = |p: PostIx| match analysis.example_posts.get(&p) {
+        Some(e) => (e.id.as_str(), format_time_ms(e.time_ms)),
+        None => ("", String::new()),
+    };
+    let pair = |(p, q): (PostIx, PostIx)| {
+        let ((p_id, p_time), (q_id, q_time)) = (post(p), post(q));
+        PostPair {
+            posts: [p_id, q_id],
+            times: [p_time, q_time],
+        }
     };
     EvidenceOut {
         accounts: [

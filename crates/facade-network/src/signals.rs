@@ -93,22 +93,26 @@ pub struct PairEvidence {
 
 pub type PairKey = (AccountIx, AccountIx);
 
-/// One pair's counts as stored: `pair` is `low << 32 | high`, so records sort by pair.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct PairRecord {
-    pair: u64,
-    low_to_high: u32,
-    high_to_low: u32,
+fixed_record! {
+    /// One pair's counts as stored, sorted by pair.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+    struct PairRecord {
+        low: AccountIx,
+        high: AccountIx,
+        low_to_high: u32,
+        high_to_low: u32,
+    }
 }
 
-fixed_record!(PairRecord {
-    pair: u64,
-    low_to_high: u32,
-    high_to_low: u32,
-});
-
-fn pair_key(pair: u64) -> PairKey {
-    ((pair >> 32) as AccountIx, pair as AccountIx)
+impl PairRecord {
+    fn new((low, high): PairKey, counts: PairCounts) -> Self {
+        PairRecord {
+            low,
+            high,
+            low_to_high: counts.low_to_high,
+            high_to_low: counts.high_to_low,
+        }
+    }
 }
 
 /// All pairs one signal links, sorted by pair; on disk when there are millions.
@@ -122,11 +126,7 @@ impl SignalEdges {
     pub fn from_pairs(pairs: impl IntoIterator<Item = (PairKey, PairCounts)>) -> Self {
         let records = pairs
             .into_iter()
-            .map(|((low, high), counts)| PairRecord {
-                pair: u64::from(low) << 32 | u64::from(high),
-                low_to_high: counts.low_to_high,
-                high_to_low: counts.high_to_low,
-            })
+            .map(|(key, counts)| PairRecord::new(key, counts))
             .collect();
         Self {
             pairs: Sorted::from_vec(records),
@@ -162,7 +162,7 @@ impl Iterator for PairIter<'_> {
         };
         loop {
             match self.merge.next() {
-                Some(Ok(next)) if next.pair == current.pair => {
+                Some(Ok(next)) if (next.low, next.high) == (current.low, current.high) => {
                     current.low_to_high += next.low_to_high;
                     current.high_to_low += next.high_to_low;
                 }
@@ -178,14 +178,14 @@ impl Iterator for PairIter<'_> {
             low_to_high: current.low_to_high,
             high_to_low: current.high_to_low,
         };
-        Some(Ok((pair_key(current.pair), counts)))
+        Some(Ok(((current.low, current.high), counts)))
     }
 }
 
 /// Pairs in a hash map of bounded size; when full, it is written out as a sorted run.
 /// Ten million posts make ~8.5 million co-retweet pairs: 300 MB as one map.
 struct PairCounter {
-    map: FxHashMap<u64, PairCounts>,
+    map: FxHashMap<PairKey, PairCounts>,
     limit: usize,
     runs: Option<Sorter<PairRecord>>,
 }
@@ -203,11 +203,7 @@ impl PairCounter {
     }
 
     fn add(&mut self, a: AccountIx, b: AccountIx) -> io::Result<()> {
-        let (low, high) = (a.min(b), a.max(b));
-        let counts = self
-            .map
-            .entry(u64::from(low) << 32 | u64::from(high))
-            .or_default();
+        let counts = self.map.entry((a.min(b), a.max(b))).or_default();
         if a < b {
             counts.low_to_high += 1;
         } else {
@@ -223,11 +219,7 @@ impl PairCounter {
         let mut run: Vec<PairRecord> = self
             .map
             .drain()
-            .map(|(pair, counts)| PairRecord {
-                pair,
-                low_to_high: counts.low_to_high,
-                high_to_low: counts.high_to_low,
-            })
+            .map(|(key, counts)| PairRecord::new(key, counts))
             .collect();
         run.sort_unstable();
         self.runs
@@ -237,11 +229,7 @@ impl PairCounter {
 
     fn finish(mut self) -> io::Result<SignalEdges> {
         if self.runs.is_none() {
-            let pairs = self
-                .map
-                .drain()
-                .map(|(pair, counts)| (pair_key(pair), counts));
-            return Ok(SignalEdges::from_pairs(pairs));
+            return Ok(SignalEdges::from_pairs(self.map));
         }
         self.write_run()?;
         let runs = self.runs.take().unwrap_or_default();
@@ -340,37 +328,45 @@ fn co_action(
             "the dataset is still being read (finish_reading was not called)",
         ));
     }
+    let Some(keyed) = data.keyed(signal) else {
+        return Ok(());
+    };
+    let window = params.window_ms;
     match signal {
-        Signal::CoSimilarTweet => near_duplicates(data, params, sink),
-        // A post with several links sits in several groups: deduplicate its matches.
-        Signal::CoLink => match data.keyed(signal) {
-            Some(keyed) => join_on_key(data, keyed, params.window_ms, Some(&|_, _| true), sink),
-            None => Ok(()),
-        },
-        _ => match data.keyed(signal) {
-            Some(keyed) => join_on_key(data, keyed, params.window_ms, None, sink),
-            None => Ok(()),
-        },
+        Signal::CoSimilarTweet => near_duplicates(data, keyed, params, sink),
+        // A post with several links sits in several groups.
+        Signal::CoLink => join_on_key(data, keyed, window, None, Groups::Several, sink),
+        _ => join_on_key(data, keyed, window, None, Groups::One, sink),
     }
 }
 
 /// Accept a candidate pair of posts (i, j); `None` accepts all.
 type PostFilter<'f> = Option<&'f (dyn Fn(PostIx, PostIx) -> bool + Sync)>;
 
+/// How many of a signal's groups one post can sit in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Groups {
+    One,
+    /// Several links, several LSH bands: (post, other account) matches are deduplicated
+    /// across groups.
+    Several,
+}
+
 /// The co-action join: posts grouped by key (read in key order, one group in memory at a
 /// time), and within a group every pair of posts by different accounts at most `window_ms`
-/// apart. With a filter, a post may sit in several groups (several links, several LSH
-/// bands), so (post, other account) matches are deduplicated across groups.
+/// apart that `filter` accepts.
 fn join_on_key(
     data: &Dataset,
     keyed: &Sorted<Keyed>,
     window_ms: i64,
     filter: PostFilter,
+    groups: Groups,
     sink: &mut Sink,
 ) -> io::Result<()> {
     let mut join = Join {
         window_ms,
         filter,
+        groups,
         last_match: vec![0; data.accounts.len()],
         stamp: 0,
         seen: FxHashSet::default(),
@@ -394,6 +390,7 @@ fn join_on_key(
 struct Join<'f> {
     window_ms: i64,
     filter: PostFilter<'f>,
+    groups: Groups,
     /// `last_match[b]` = the stamp of the item that last matched account b: one count per
     /// (post, b).
     last_match: Vec<u64>,
@@ -421,10 +418,14 @@ impl Join<'_> {
                 if b == item.account || self.last_match[b as usize] == self.stamp {
                     continue;
                 }
-                if let Some(accept) = self.filter {
-                    if !accept(item.post, other.post) || !self.seen.insert((item.post, b)) {
-                        continue;
-                    }
+                if self
+                    .filter
+                    .is_some_and(|accept| !accept(item.post, other.post))
+                {
+                    continue;
+                }
+                if self.groups == Groups::Several && !self.seen.insert((item.post, b)) {
+                    continue;
                 }
                 self.last_match[b as usize] = self.stamp;
                 record(sink, item, other)?;
@@ -482,17 +483,20 @@ pub fn band_keys(tokens: &[u32]) -> [u64; BANDS] {
 /// Near-duplicate posts (Jaccard of word sets ≥ `similarity`, not identical after
 /// normalisation — those are co-tweets) by MinHash LSH instead of all pairs: posts sharing a
 /// band key (keyed while reading) are candidates, verified on their words.
-fn near_duplicates(data: &Dataset, params: &CoActionParams, sink: &mut Sink) -> io::Result<()> {
-    let Some(bands) = data.keyed(Signal::CoSimilarTweet) else {
-        return Ok(());
-    };
+fn near_duplicates(
+    data: &Dataset,
+    bands: &Sorted<Keyed>,
+    params: &CoActionParams,
+    sink: &mut Sink,
+) -> io::Result<()> {
     let similar = |i: PostIx, j: PostIx| match (data.similar_words(i), data.similar_words(j)) {
         (Some((key_i, words_i)), Some((key_j, words_j))) => {
             (key_i == 0 || key_i != key_j) && jaccard(words_i, words_j) >= params.similarity
         }
         _ => false,
     };
-    join_on_key(data, bands, params.window_ms, Some(&similar), sink)
+    let window = params.window_ms;
+    join_on_key(data, bands, window, Some(&similar), Groups::Several, sink)
 }
 
 fn minhash(tokens: &[u32]) -> [u32; MINHASHES] {

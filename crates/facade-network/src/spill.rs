@@ -27,60 +27,54 @@ fn records_in<T: Record>(bytes: usize) -> usize {
     (bytes / T::SIZE).max(1)
 }
 
-/// A plain field of a record, stored little-endian.
-pub trait Field: Copy {
-    const SIZE: usize;
-    fn put(self, out: &mut [u8]);
-    fn get(bytes: &[u8]) -> Self;
-}
-
-macro_rules! little_endian_fields {
+/// Numbers are records of their own size, stored little-endian (a record's fields are).
+macro_rules! little_endian_records {
     ($($ty:ty),*) => {$(
-        impl Field for $ty {
+        impl Record for $ty {
             const SIZE: usize = std::mem::size_of::<$ty>();
-            fn put(self, out: &mut [u8]) {
-                out[..<Self as Field>::SIZE].copy_from_slice(&self.to_le_bytes());
+            fn write(&self, out: &mut [u8]) {
+                out[..Self::SIZE].copy_from_slice(&self.to_le_bytes());
             }
-            fn get(bytes: &[u8]) -> Self {
+            fn read(bytes: &[u8]) -> Self {
                 let mut word = [0u8; std::mem::size_of::<$ty>()];
-                word.copy_from_slice(&bytes[..<Self as Field>::SIZE]);
+                word.copy_from_slice(&bytes[..Self::SIZE]);
                 <$ty>::from_le_bytes(word)
             }
         }
     )*};
 }
 
-little_endian_fields!(u8, u32, u64, i64, u128);
+little_endian_records!(u8, u32, u64, i64, u128);
 
-impl<T: Field> Record for T {
-    const SIZE: usize = <T as Field>::SIZE;
-    fn write(&self, out: &mut [u8]) {
-        self.put(out)
-    }
-    fn read(bytes: &[u8]) -> Self {
-        T::get(bytes)
-    }
-}
-
-/// Implements [`Record`] for a struct of [`Field`]s, stored one after the other in the order
-/// listed: `fixed_record!(Keyed { key: u64, time_ms: i64 });`.
+/// Declares a struct of numbers and makes it a [`Record`]: its fields stored one after the
+/// other in the order declared.
 macro_rules! fixed_record {
-    ($name:ident { $($field:ident: $ty:ty),* $(,)? }) => {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $($(#[$field_meta:meta])* $field_vis:vis $field:ident: $ty:ty),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        $vis struct $name {
+            $($(#[$field_meta])* $field_vis $field: $ty),*
+        }
+
         impl $crate::spill::Record for $name {
-            const SIZE: usize = 0 $(+ <$ty as $crate::spill::Field>::SIZE)*;
+            const SIZE: usize = 0 $(+ <$ty as $crate::spill::Record>::SIZE)*;
             fn write(&self, out: &mut [u8]) {
                 let mut at = 0;
                 $(
-                    $crate::spill::Field::put(self.$field, &mut out[at..]);
-                    at += <$ty as $crate::spill::Field>::SIZE;
+                    $crate::spill::Record::write(&self.$field, &mut out[at..]);
+                    at += <$ty as $crate::spill::Record>::SIZE;
                 )*
                 debug_assert_eq!(at, Self::SIZE);
             }
             fn read(bytes: &[u8]) -> Self {
                 let mut at = 0;
                 $(
-                    let $field = <$ty as $crate::spill::Field>::get(&bytes[at..]);
-                    at += <$ty as $crate::spill::Field>::SIZE;
+                    let $field = <$ty as $crate::spill::Record>::read(&bytes[at..]);
+                    at += <$ty as $crate::spill::Record>::SIZE;
                 )*
                 debug_assert_eq!(at, Self::SIZE);
                 Self { $($field),* }
@@ -98,11 +92,16 @@ struct SpillFile {
 }
 
 impl SpillFile {
-    fn new() -> io::Result<Self> {
-        Ok(Self {
-            file: tempfile::tempfile()?,
-            bytes: 0,
-        })
+    /// The file in `slot`, created there on first use.
+    fn in_slot(slot: &mut Option<SpillFile>) -> io::Result<&mut SpillFile> {
+        if slot.is_none() {
+            *slot = Some(Self {
+                file: tempfile::tempfile()?,
+                bytes: 0,
+            });
+        }
+        slot.as_mut()
+            .ok_or_else(|| io::Error::other("spill file missing"))
     }
 
     /// Appends `records`; returns the byte offset where they start.
@@ -199,11 +198,7 @@ impl<T: Record> RecordLog<T> {
     pub fn push(&mut self, record: T) -> io::Result<()> {
         self.tail.push(record);
         if self.tail.len() >= self.limit {
-            let spill = match &mut self.spill {
-                Some(spill) => spill,
-                None => self.spill.insert(SpillFile::new()?),
-            };
-            spill.append(&self.tail)?;
+            SpillFile::in_slot(&mut self.spill)?.append(&self.tail)?;
             self.flushed += self.tail.len() as u64;
             self.tail.clear();
         }
@@ -212,20 +207,7 @@ impl<T: Record> RecordLog<T> {
 
     /// The record at `index`, `None` past the end.
     pub fn get(&self, index: u64) -> io::Result<Option<T>> {
-        if index >= self.len() {
-            return Ok(None);
-        }
-        if index >= self.flushed {
-            return Ok(Some(self.tail[(index - self.flushed) as usize]));
-        }
-        let Some(spill) = &self.spill else {
-            return Ok(None);
-        };
-        let mut bytes = vec![0u8; T::SIZE];
-        spill
-            .file
-            .read_exact_at(&mut bytes, index * T::SIZE as u64)?;
-        Ok(Some(T::read(&bytes)))
+        Ok(self.get_range(index, 1)?.pop())
     }
 
     /// The records at `start..start + count` that exist, with one read for those on disk.
@@ -315,11 +297,7 @@ impl<T: Record + Ord> Sorter<T> {
         if run.is_empty() {
             return Ok(());
         }
-        let spill = match &mut self.spill {
-            Some(spill) => spill,
-            None => self.spill.insert(SpillFile::new()?),
-        };
-        let start = spill.append(run)?;
+        let start = SpillFile::in_slot(&mut self.spill)?.append(run)?;
         self.runs
             .push((start, start + (run.len() * T::SIZE) as u64));
         Ok(())
@@ -442,13 +420,13 @@ impl<T: Record + Ord> Iterator for Merge<'_, T> {
 mod tests {
     use super::*;
 
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-    struct Pair {
-        key: u64,
-        tag: u32,
+    fixed_record! {
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+        struct Pair {
+            key: u64,
+            tag: u32,
+        }
     }
-
-    fixed_record!(Pair { key: u64, tag: u32 });
 
     #[test]
     fn fields_are_stored_in_order_little_endian() {

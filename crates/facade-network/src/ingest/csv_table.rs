@@ -187,37 +187,30 @@ impl CsvTable {
             // A quote left open swallows the lines after it into one record: a ragged one,
             // or one running on for thousands of lines. Such a record is rejected alone and
             // reading resumes at its second line, so the rows it swallowed are read as rows.
-            if (ragged && spanned > 1) || spanned > RUNAWAY_LINES {
-                let why = format!(
-                    "a quoted field that opens on this line runs over {spanned} lines \
-                     ({} fields where the header has {}): unclosed quote? The row is \
-                     rejected and the lines after it are read as rows",
+            let swallowed = (ragged && spanned > 1) || spanned > RUNAWAY_LINES;
+            if ragged || swallowed {
+                let fields = format!(
+                    "{} fields where the header has {}",
                     record.len(),
                     self.width
                 );
-                diag.reject(&self.path, line, "malformed-row", why);
-                if let Err(err) = self.resume_after_first_line(&start) {
-                    diag.reject(
-                        &self.path,
-                        line,
-                        "malformed-row",
-                        format!("could not resume reading after line {line}: {err}"),
-                    );
-                    return self.end(diag);
-                }
-                continue;
-            }
-            if ragged {
-                diag.reject(
-                    &self.path,
-                    line,
-                    "malformed-row",
+                let why = if swallowed {
                     format!(
-                        "{} fields where the header has {}",
-                        record.len(),
-                        self.width
-                    ),
-                );
+                        "a quoted field that opens on this line runs over {spanned} lines \
+                         ({fields}): unclosed quote? The row is rejected and the lines after \
+                         it are read as rows"
+                    )
+                } else {
+                    fields
+                };
+                diag.reject(&self.path, line, "malformed-row", why);
+                if swallowed {
+                    if let Err(err) = self.resume_after_first_line(&start) {
+                        let why = format!("could not resume reading after line {line}: {err}");
+                        diag.reject(&self.path, line, "malformed-row", why);
+                        return self.end(diag);
+                    }
+                }
                 continue;
             }
             if std::str::from_utf8(record.as_slice()).is_err() {

@@ -49,7 +49,9 @@ fn add_post_or_reject(
     line: u64,
     raw: RawPost,
 ) {
-    let id = raw.id.chars().take(40).collect::<String>();
+    // Borrowed from the row, not from `raw`: no copy for the posts that are accepted.
+    let id = raw.id;
+    let id = || id.chars().take(40).collect::<String>();
     match data.add_post_from(raw, path, line) {
         Ok(_) => diag.posts_read += 1,
         Err(PostRefusal::EmptyId) => {
@@ -59,25 +61,32 @@ fn add_post_or_reject(
             path,
             line,
             "bad-id",
-            format!("post id {id}… is longer than {MAX_ID_BYTES} bytes"),
+            format!("post id {}… is longer than {MAX_ID_BYTES} bytes", id()),
         ),
         Err(PostRefusal::EmptyAccount) => diag.reject(
             path,
             line,
             "missing-id",
-            format!("post {id} has no account id"),
+            format!("post {} has no account id", id()),
         ),
         Err(PostRefusal::TooMany) => diag.reject(
             path,
             line,
             "too-many-posts",
-            format!("post {id}: more than {} posts in one analysis", u32::MAX),
+            format!(
+                "post {}: more than {} posts in one analysis",
+                id(),
+                u32::MAX
+            ),
         ),
         Err(PostRefusal::Storage) => diag.reject(
             path,
             line,
             "storage",
-            format!("post {id}: temporary storage failed (the run fails when reading ends)"),
+            format!(
+                "post {}: temporary storage failed (the run fails when reading ends)",
+                id()
+            ),
         ),
     }
 }
