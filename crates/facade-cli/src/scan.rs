@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::Context;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use facade_detect::Judge;
-use facade_face::{DetectorConfig, MinFace};
+use facade_face::{DetectorConfig, MinFace, DEFAULT_MAX_FACES};
 use facade_image::DecodeLimits;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -39,6 +39,10 @@ pub struct ScanArgs {
     /// Smallest face to look for, as a fraction of the image's shorter side (never below 20 px).
     #[arg(long, default_value_t = 0.15, value_parser = parse_fraction)]
     min_face: f32,
+    /// Most faces reported per image (the most face-like first). Each one costs a full O-Net
+    /// pass; raise it for group photographs.
+    #[arg(long, default_value_t = DEFAULT_MAX_FACES, value_parser = parse_max_faces)]
+    max_faces: usize,
     /// Largest accepted image, in megapixels (larger ones are reported, not decoded).
     #[arg(long, default_value_t = 64.0)]
     max_megapixels: f64,
@@ -50,6 +54,15 @@ pub struct ScanArgs {
     faces_only: bool,
     #[command(flatten)]
     model: ModelArgs,
+}
+
+fn parse_max_faces(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=1000).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected a number of faces from 1 to 1000, got {s:?}"
+        )),
+    }
 }
 
 fn parse_fraction(s: &str) -> Result<f32, String> {
@@ -76,7 +89,8 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
     let config = DetectorConfig {
         min_face: MinFace::Fraction(args.min_face),
         ..DetectorConfig::default()
-    };
+    }
+    .with_max_faces(args.max_faces);
     let detectors = match args.faces_only {
         true => None,
         false => Some((args.model.load()?, args.model.fpr)),

@@ -49,6 +49,51 @@ pub fn nms(mut boxes: Vec<Candidate>, threshold: f32, overlap: Overlap) -> Vec<C
     kept
 }
 
+/// The boxes O-Net should look at, most confident first: at most `looks` boxes at each of
+/// at most `places` separate places (a box belongs to the place of the first taken box it
+/// overlaps by more than [`SEPARATE`] IoU). O-Net sometimes rejects the best box of a face
+/// and accepts a slightly different one, hence more than one look per place.
+pub fn looks_at_places(boxes: Vec<Candidate>, places: usize, looks: usize) -> Vec<Candidate> {
+    let mut taken: Vec<(Candidate, usize)> = Vec::new(); // a place's best box, its looks
+    let mut kept = Vec::new();
+    for b in by_score(boxes) {
+        match taken.iter().position(|(best, _)| iou(&b, best) > SEPARATE) {
+            Some(place) if taken[place].1 < looks => {
+                taken[place].1 += 1;
+                kept.push(b);
+            }
+            Some(_) => {}
+            None if taken.len() < places && looks > 0 => {
+                taken.push((b, 1));
+                kept.push(b);
+            }
+            None => {}
+        }
+    }
+    kept
+}
+
+/// Overlap (IoU) above which two boxes are taken to be the same face in [`looks_at_places`].
+pub const SEPARATE: f32 = 0.3;
+
+fn by_score(mut boxes: Vec<Candidate>) -> Vec<Candidate> {
+    boxes.sort_by(|a, b| b.score.total_cmp(&a.score));
+    boxes
+}
+
+fn iou(a: &Candidate, b: &Candidate) -> f32 {
+    let area = |c: &Candidate| (c.x2 - c.x1).max(0.0) * (c.y2 - c.y1).max(0.0);
+    let w = (a.x2.min(b.x2) - a.x1.max(b.x1)).max(0.0);
+    let h = (a.y2.min(b.y2) - a.y1.max(b.y1)).max(0.0);
+    let inter = w * h;
+    let union = area(a) + area(b) - inter;
+    if union > 0.0 {
+        inter / union
+    } else {
+        0.0
+    }
+}
+
 /// Applies the regression proposed by P-Net (box size measured without +1).
 pub fn regress_first_stage(b: &Candidate) -> Candidate {
     let (w, h) = (b.x2 - b.x1, b.y2 - b.y1);
@@ -137,6 +182,26 @@ mod tests {
         // IoU is small (400/10000) but the inner box is entirely covered.
         assert_eq!(nms(vec![outer, inner], 0.7, Overlap::Union).len(), 2);
         assert_eq!(nms(vec![outer, inner], 0.7, Overlap::Min).len(), 1);
+    }
+
+    #[test]
+    fn looks_are_shared_out_by_place() {
+        let face = cand(0., 0., 10., 10., 0.99);
+        let second_look = cand(1., 1., 11., 11., 0.98);
+        let third_look = cand(0., 1., 10., 11., 0.97);
+        let other_face = cand(50., 50., 60., 60., 0.8);
+        let third_place = cand(100., 0., 110., 10., 0.7);
+        let all = vec![third_look, other_face, face, third_place, second_look];
+        assert_eq!(
+            looks_at_places(all.clone(), 2, 2),
+            vec![face, second_look, other_face]
+        );
+        assert_eq!(
+            looks_at_places(all.clone(), 3, 1),
+            vec![face, other_face, third_place]
+        );
+        assert_eq!(looks_at_places(all.clone(), 5, 5), by_score(all));
+        assert_eq!(looks_at_places(vec![face, second_look], 0, 3), vec![]);
     }
 
     #[test]

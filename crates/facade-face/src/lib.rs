@@ -27,4 +27,4 @@ pub mod boxes;
 pub mod cascade;
 pub mod mtcnn;
 
-pub use cascade::{DetectError, DetectorConfig, Face, FaceDetector, MinFace};
+pub use cascade::{DetectError, DetectorConfig, Face, FaceDetector, MinFace, DEFAULT_MAX_FACES};

@@ -99,31 +99,45 @@ impl Planes {
         );
         let n_in = self.width * self.height;
         let n_out = width * height;
+        let whole_rows = inside == (0, crop_w);
+        let mut sums = vec![0.0f32; width];
         for c in 0..3 {
             let plane = &self.data[c * n_in..(c + 1) * n_in];
             // Horizontal pass: each crop row (outside pixels read as `fill`) into `width` bins.
             for cy in 0..crop_h {
                 let sy = y0 + cy as i64;
-                line.fill(fill);
-                if sy >= 0 && (sy as usize) < self.height && inside.0 < inside.1 {
-                    let src_start = (x0 + inside.0 as i64) as usize + sy as usize * self.width;
-                    line[inside.0..inside.1]
-                        .copy_from_slice(&plane[src_start..src_start + (inside.1 - inside.0)]);
-                }
+                let in_frame = sy >= 0 && (sy as usize) < self.height;
+                let source: &[f32] = if in_frame && whole_rows {
+                    // The whole crop row lies in the image: read it where it is.
+                    let start = x0 as usize + sy as usize * self.width;
+                    &plane[start..start + crop_w]
+                } else {
+                    line.fill(fill);
+                    if in_frame && inside.0 < inside.1 {
+                        let start = (x0 + inside.0 as i64) as usize + sy as usize * self.width;
+                        line[inside.0..inside.1]
+                            .copy_from_slice(&plane[start..start + (inside.1 - inside.0)]);
+                    }
+                    &line
+                };
                 let out_row = &mut rows[cy * width..(cy + 1) * width];
                 for (out, &(start, end)) in out_row.iter_mut().zip(&x_bins) {
-                    *out = line[start..end].iter().sum::<f32>() / (end - start) as f32;
+                    *out = source[start..end].iter().sum::<f32>() / (end - start) as f32;
                 }
             }
-            // Vertical pass over the row averages.
+            // Vertical pass over the row averages, a whole output row at a time (the same
+            // additions in the same order as per pixel, but over contiguous memory).
             let dst = &mut out.data[c * n_out..(c + 1) * n_out];
-            for (oy, &(start, end)) in y_bins.iter().enumerate() {
-                for ox in 0..width {
-                    let mut sum = 0.0f32;
-                    for cy in start..end {
-                        sum += rows[cy * width + ox];
+            for (dst_row, &(start, end)) in dst.chunks_exact_mut(width).zip(&y_bins) {
+                sums.copy_from_slice(&rows[start * width..(start + 1) * width]);
+                for cy in start + 1..end {
+                    for (sum, v) in sums.iter_mut().zip(&rows[cy * width..(cy + 1) * width]) {
+                        *sum += v;
                     }
-                    dst[oy * width + ox] = sum / (end - start) as f32;
+                }
+                let count = (end - start) as f32;
+                for (d, sum) in dst_row.iter_mut().zip(&sums) {
+                    *d = sum / count;
                 }
             }
         }
