@@ -26,27 +26,27 @@ pub enum Overlap {
 
 /// Keeps the best-scoring boxes, dropping any whose overlap with a kept one exceeds
 /// `threshold`. Returns the kept candidates in descending score order.
-pub fn nms(mut boxes: Vec<Candidate>, threshold: f32, overlap: Overlap) -> Vec<Candidate> {
-    boxes.sort_by(|a, b| b.score.total_cmp(&a.score));
-    let plus = if overlap == Overlap::Min { 1.0 } else { 0.0 };
-    let area = |b: &Candidate| (b.x2 - b.x1 + plus) * (b.y2 - b.y1 + plus);
+pub fn nms(boxes: Vec<Candidate>, threshold: f32, overlap: Overlap) -> Vec<Candidate> {
     let mut kept: Vec<Candidate> = Vec::new();
-    'candidates: for b in boxes {
-        for k in &kept {
-            let w = (b.x2.min(k.x2) - b.x1.max(k.x1) + plus).max(0.0);
-            let h = (b.y2.min(k.y2) - b.y1.max(k.y1) + plus).max(0.0);
-            let inter = w * h;
-            let ratio = match overlap {
-                Overlap::Union => inter / (area(&b) + area(k) - inter),
-                Overlap::Min => inter / area(&b).min(area(k)),
-            };
-            if ratio > threshold {
-                continue 'candidates;
-            }
+    for b in by_score(boxes) {
+        if kept.iter().all(|k| overlap_of(&b, k, overlap) <= threshold) {
+            kept.push(b);
         }
-        kept.push(b);
     }
     kept
+}
+
+/// How much `a` and `b` overlap, measured as `overlap` says.
+fn overlap_of(a: &Candidate, b: &Candidate, overlap: Overlap) -> f32 {
+    let plus = if overlap == Overlap::Min { 1.0 } else { 0.0 };
+    let area = |c: &Candidate| (c.x2 - c.x1 + plus) * (c.y2 - c.y1 + plus);
+    let w = (a.x2.min(b.x2) - a.x1.max(b.x1) + plus).max(0.0);
+    let h = (a.y2.min(b.y2) - a.y1.max(b.y1) + plus).max(0.0);
+    let inter = w * h;
+    match overlap {
+        Overlap::Union => inter / (area(a) + area(b) - inter),
+        Overlap::Min => inter / area(a).min(area(b)),
+    }
 }
 
 /// The boxes O-Net should look at, most confident first: at most `looks` boxes at each of
@@ -57,7 +57,9 @@ pub fn looks_at_places(boxes: Vec<Candidate>, places: usize, looks: usize) -> Ve
     let mut taken: Vec<(Candidate, usize)> = Vec::new(); // a place's best box, its looks
     let mut kept = Vec::new();
     for b in by_score(boxes) {
-        match taken.iter().position(|(best, _)| iou(&b, best) > SEPARATE) {
+        let same_place =
+            |(best, _): &(Candidate, usize)| overlap_of(&b, best, Overlap::Union) > SEPARATE;
+        match taken.iter().position(same_place) {
             Some(place) if taken[place].1 < looks => {
                 taken[place].1 += 1;
                 kept.push(b);
@@ -79,19 +81,6 @@ pub const SEPARATE: f32 = 0.3;
 fn by_score(mut boxes: Vec<Candidate>) -> Vec<Candidate> {
     boxes.sort_by(|a, b| b.score.total_cmp(&a.score));
     boxes
-}
-
-fn iou(a: &Candidate, b: &Candidate) -> f32 {
-    let area = |c: &Candidate| (c.x2 - c.x1).max(0.0) * (c.y2 - c.y1).max(0.0);
-    let w = (a.x2.min(b.x2) - a.x1.max(b.x1)).max(0.0);
-    let h = (a.y2.min(b.y2) - a.y1.max(b.y1)).max(0.0);
-    let inter = w * h;
-    let union = area(a) + area(b) - inter;
-    if union > 0.0 {
-        inter / union
-    } else {
-        0.0
-    }
 }
 
 /// Applies the regression proposed by P-Net (box size measured without +1).

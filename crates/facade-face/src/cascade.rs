@@ -69,8 +69,13 @@ impl MinFace {
     }
 }
 
-/// Faces one profile picture reports by default (O-Net candidates).
+/// Faces one profile picture reports by default (separate places O-Net looks at).
 pub const DEFAULT_MAX_FACES: usize = 3;
+
+/// P-Net proposals R-Net sees: at least this many ...
+const PROPOSALS_AT_LEAST: usize = 16;
+/// ... or this many per face reported, whichever is more.
+const PROPOSALS_PER_FACE: usize = 5;
 
 /// Settings of the cascade.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -115,7 +120,7 @@ impl Default for DetectorConfig {
             past_frame: true,
             downscale: true,
             landmark_passes: 1,
-            proposals_at_most: 16,
+            proposals_at_most: PROPOSALS_AT_LEAST,
             max_faces: DEFAULT_MAX_FACES,
             looks_per_face: 4,
         }
@@ -123,13 +128,16 @@ impl Default for DetectorConfig {
 }
 
 impl DetectorConfig {
-    /// These settings, reporting up to `faces` faces per image; R-Net then sees 16 P-Net
-    /// proposals or five per face, whichever is more.
+    /// These settings, reporting up to `faces` faces per image; R-Net then sees
+    /// [`PROPOSALS_AT_LEAST`] P-Net proposals or [`PROPOSALS_PER_FACE`] per face, whichever
+    /// is more.
     pub fn with_max_faces(self, faces: usize) -> Self {
         let faces = faces.max(1);
         DetectorConfig {
             max_faces: faces,
-            proposals_at_most: faces.saturating_mul(5).max(16),
+            proposals_at_most: faces
+                .saturating_mul(PROPOSALS_PER_FACE)
+                .max(PROPOSALS_AT_LEAST),
             ..self
         }
     }

@@ -452,9 +452,7 @@ impl Dataset {
     /// Stores a non-numeric id's bytes; returns its reference (`OTHER`, offset, length).
     fn keep_other_id(&mut self, id: &str) -> io::Result<u64> {
         let offset = self.other_ids.len();
-        for &byte in id.as_bytes() {
-            self.other_ids.push(byte)?;
-        }
+        self.other_ids.extend(id.as_bytes())?;
         Ok(OTHER | offset << ID_LEN_BITS | id.len() as u64)
     }
 

@@ -247,16 +247,15 @@ fn member_out<'a>(
 }
 
 fn evidence_out<'a>(data: &'a Dataset, analysis: &'a Analysis, link: &Link) -> EvidenceOut<'a> {
-    let post = |p: PostIx| match analysis.example_posts.get(&p) {
-        Some(e) => (e.id.as_str(), format_time_ms(e.time_ms)),
-        None => ("", String::new()),
+    let time = |p: PostIx| {
+        analysis
+            .example_posts
+            .get(&p)
+            .map_or(String::new(), |e| format_time_ms(e.time_ms))
     };
-    let pair = |(p, q): (PostIx, PostIx)| {
-        let ((p_id, p_time), (q_id, q_time)) = (post(p), post(q));
-        PostPair {
-            posts: [p_id, q_id],
-            times: [p_time, q_time],
-        }
+    let pair = |(p, q): (PostIx, PostIx)| PostPair {
+        posts: [analysis.example_id(p), analysis.example_id(q)],
+        times: [time(p), time(q)],
     };
     EvidenceOut {
         accounts: [
@@ -334,10 +333,7 @@ fn write_edges(
             .evidence
             .values()
             .flat_map(|e| e.examples.iter())
-            .map(|&(p, q)| {
-                let id = |p| analysis.example_posts.get(&p).map_or("", |e| e.id.as_str());
-                format!("{}:{}", id(p), id(q))
-            })
+            .map(|&(p, q)| format!("{}:{}", analysis.example_id(p), analysis.example_id(q)))
             .collect();
         row.extend([
             link.same_burst.to_string(),

@@ -272,6 +272,13 @@ fn attach_examples(data: &Dataset, links: &mut [Link], params: &AnalysisParams) 
     Ok(())
 }
 
+impl Analysis {
+    /// The id of a post named as an example ("" for any other post).
+    pub fn example_id(&self, post: PostIx) -> &str {
+        self.example_posts.get(&post).map_or("", |e| e.id.as_str())
+    }
+}
+
 /// The id and time of every post named as an example, read back from the dataset's store.
 fn example_posts(data: &Dataset, links: &[Link]) -> io::Result<FxHashMap<PostIx, ExamplePost>> {
     let mut posts: Vec<PostIx> = links

@@ -197,6 +197,16 @@ impl<T: Record> RecordLog<T> {
 
     pub fn push(&mut self, record: T) -> io::Result<()> {
         self.tail.push(record);
+        self.flush_when_full()
+    }
+
+    /// Appends `records` in order, as one copy.
+    pub fn extend(&mut self, records: &[T]) -> io::Result<()> {
+        self.tail.extend_from_slice(records);
+        self.flush_when_full()
+    }
+
+    fn flush_when_full(&mut self) -> io::Result<()> {
         if self.tail.len() >= self.limit {
             SpillFile::in_slot(&mut self.spill)?.append(&self.tail)?;
             self.flushed += self.tail.len() as u64;
