@@ -58,8 +58,8 @@ fn rate(v: &Value) -> f64 {
 
 /// Held-out figures through the real binary, as regression guards. They sit at what the
 /// committed model measures (README, "Measured") minus a margin, not at the targets:
-/// StyleGAN TPR at FPR 1% is 82–95% (target 99%), Stable Diffusion 65–67% (target 90%), and
-/// the 20 held-out FFHQ photographs are flagged 50% of the time (target at most 10%).
+/// StyleGAN TPR at FPR 1% is 88–94% (target 99%), Stable Diffusion 67–69% (target 90%), and
+/// the 20 held-out FFHQ photographs are flagged 40–45% of the time (target at most 10%).
 #[test]
 fn held_out_figures_do_not_regress() {
     let manifest = shared_manifest();
@@ -70,7 +70,7 @@ fn held_out_figures_do_not_regress() {
     assert_eq!(conditions[0]["condition"], "original");
     for condition in conditions {
         assert!(
-            rate(&condition["facade"]["auc"]) >= 0.96,
+            rate(&condition["facade"]["auc"]) >= 0.97,
             "{}",
             condition["facade"]
         );
@@ -82,7 +82,7 @@ fn held_out_figures_do_not_regress() {
             );
         }
         let sd = source(condition, "sdfd", "fake");
-        assert!(rate(&sd["facade"]["auc"]) >= 0.90, "{sd}");
+        assert!(rate(&sd["facade"]["auc"]) >= 0.93, "{sd}");
         // Ahead of GANEyeDistance where it matters most: the generator it cannot see.
         assert!(
             rate(&sd["facade"]["auc"]) > rate(&sd["peer"]["auc"]) + 0.2,
@@ -161,8 +161,14 @@ fn scan_scores_held_out_fakes_and_reals() {
         verdicts(0..fakes.len(), "ai") >= 9,
         "StyleGAN fakes flagged"
     );
+    // At the operating point about 1% of congress portraits are flagged (2 of the 219
+    // held out); one of them, bio_guide_008474, is among these ten, and one has no face found.
     assert!(
-        verdicts(fakes.len()..records.len(), "real") >= 9,
+        verdicts(fakes.len()..records.len(), "ai") <= 1,
+        "portraits flagged"
+    );
+    assert!(
+        verdicts(fakes.len()..records.len(), "real") >= 8,
         "portraits passed"
     );
     for r in records.iter().filter(|r| r["status"] == "ok") {

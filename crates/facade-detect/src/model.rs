@@ -20,7 +20,7 @@ use facade_face::Face;
 use facade_image::RgbImage;
 use serde::{Deserialize, Serialize};
 
-use crate::align::{aligned_crop, Jitter};
+use crate::align::{aligned_crop, Jitter, CROP_SIDE};
 use crate::classifier::FaceClassifier;
 use crate::embedding::{frame_thumbnail, FrameEmbedding, COMPONENTS, FRAME_SIDE};
 use crate::fusion::{threshold_for_fpr, Contribution, Fusion, Raw};
@@ -131,6 +131,18 @@ impl Detectors {
                 .flatten_all()?
                 .to_vec1()?,
         };
+        // The classifier's weights fit any crop size (it pools globally), so a model trained
+        // on other crops would load and silently judge wrongly: refuse it instead.
+        let crop_side = parameters
+            .training
+            .get("crop_side")
+            .and_then(|v| v.as_u64());
+        if crop_side != Some(CROP_SIDE as u64) {
+            return Err(ModelError::Inconsistent(format!(
+                "the classifier was trained on {} px face crops, this build crops at {CROP_SIDE} px",
+                crop_side.map_or("unrecorded".to_owned(), |s| s.to_string())
+            )));
+        }
         if parameters.geometry.mean.len() != 10 || parameters.geometry.precision.len() != 100 {
             return Err(ModelError::Inconsistent(
                 "geometry must have 10 dimensions".into(),

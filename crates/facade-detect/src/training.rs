@@ -57,7 +57,7 @@ pub enum TrainError {
 }
 
 /// Passes of the classifier over the training faces (about 35 s each on 2 cores).
-pub const DEFAULT_EPOCHS: usize = 24;
+pub const DEFAULT_EPOCHS: usize = 48;
 
 /// What to train on and how.
 #[derive(Debug, Clone)]
@@ -219,6 +219,7 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
         training: json!({
             "manifest": config.manifest.display().to_string(),
             "seed": config.seed,
+            "crop_side": crate::align::CROP_SIDE,
             "epochs": config.epochs,
             "samples_per_epoch": config.samples_per_epoch,
             "variants": config.variants,

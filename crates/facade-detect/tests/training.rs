@@ -58,6 +58,16 @@ fn training_is_deterministic_and_its_model_loads() {
     assert!((120..250).contains(&n), "{n} training hashes");
     let t1 = model.threshold(0.01);
     assert!((0.0..=1.0).contains(&t1) && model.threshold(0.001) >= t1);
+
+    // A model whose classifier saw other crop sizes is refused, not run on the wrong input.
+    let mut other = strip(&dirs[1]);
+    other["training"]["crop_side"] = serde_json::json!(32);
+    let json = serde_json::to_string(&other).expect("json");
+    std::fs::write(dirs[1].path().join("detectors.json"), json).expect("write");
+    let refused = Detectors::load(dirs[1].path())
+        .map(|_| ())
+        .expect_err("refused");
+    assert!(refused.to_string().contains("32 px"), "{refused}");
 }
 
 #[test]
