@@ -280,11 +280,24 @@ mod tests {
     use candle_core::DType;
     use candle_nn::VarMap;
 
-    #[test]
-    fn forward_gives_one_logit_per_crop() {
+    /// A network with candle's default initialisation, and its weights.
+    pub(super) fn fresh_network() -> (VarMap, FaceClassifier) {
         let map = VarMap::new();
         let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
         let net = FaceClassifier::new(vb.pp("classifier")).expect("build");
+        (map, net)
+    }
+
+    /// A deterministic crop with texture: value `i · step mod modulus` at byte `i`.
+    pub(super) fn patterned_crop(step: usize, modulus: usize) -> Vec<u8> {
+        (0..3 * CROP_SIDE * CROP_SIDE)
+            .map(|i| (i * step % modulus) as u8)
+            .collect()
+    }
+
+    #[test]
+    fn forward_gives_one_logit_per_crop() {
+        let (map, net) = fresh_network();
         let crop = vec![128u8; 3 * CROP_SIDE * CROP_SIDE];
         let x = crops_to_tensor(&[&crop, &crop], &[false, true], &Device::Cpu).expect("batch");
         let logits = net.forward(&x).expect("forward");
@@ -302,11 +315,9 @@ mod tests {
 
     #[test]
     fn a_face_and_its_mirror_image_get_the_same_logit() {
-        let map = VarMap::new();
-        let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
-        let net = FaceClassifier::new(vb.pp("classifier")).expect("build");
+        let (_map, net) = fresh_network();
         let side = CROP_SIDE;
-        let crop: Vec<u8> = (0..3 * side * side).map(|i| (i * 7 % 251) as u8).collect();
+        let crop = patterned_crop(7, 251);
         let mut mirrored = crop.clone();
         for row in mirrored.chunks_exact_mut(side) {
             row.reverse();
@@ -321,13 +332,9 @@ mod tests {
     }
 
     #[test]
-    fn inference_path_matches_candle_forward() {
-        let map = VarMap::new();
-        let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
-        let net = FaceClassifier::new(vb.pp("classifier")).expect("build");
-        let side = CROP_SIDE;
-        let a: Vec<u8> = (0..3 * side * side).map(|i| (i * 7 % 251) as u8).collect();
-        let b: Vec<u8> = (0..3 * side * side).map(|i| (i * 13 % 241) as u8).collect();
+    fn both_paths_match_candle_conv2d() {
+        let (_map, net) = fresh_network();
+        let (a, b) = (patterned_crop(7, 251), patterned_crop(13, 241));
         let x = crops_to_tensor(&[&a, &b], &[false, true], &Device::Cpu).expect("batch");
         let reference = candle_conv2d_loss(&net, &x)
             .and_then(|t| t.to_vec1::<f32>())
@@ -362,11 +369,8 @@ mod tests {
 
     #[test]
     fn column_gradients_match_candle_conv2d_gradients() {
-        let map = VarMap::new();
-        let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
-        let net = FaceClassifier::new(vb.pp("classifier")).expect("build");
-        let side = CROP_SIDE;
-        let a: Vec<u8> = (0..3 * side * side).map(|i| (i * 7 % 251) as u8).collect();
+        let (map, net) = fresh_network();
+        let a = patterned_crop(7, 251);
         let x = crops_to_tensor(&[&a, &a], &[false, true], &Device::Cpu).expect("batch");
         let grads = |logits: Tensor| logits.sqr()?.sum_all()?.backward();
         let ours = grads(net.forward(&x).expect("forward")).expect("backward");
@@ -404,19 +408,13 @@ mod tests {
 #[cfg(test)]
 mod timing {
     use super::*;
-    use candle_core::DType;
-    use candle_nn::VarMap;
 
     /// `cargo test --release -p facade-detect --lib classifier_training_step -- --ignored --nocapture`
     #[test]
     #[ignore]
     fn classifier_training_step() {
-        let map = VarMap::new();
-        let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
-        let net = FaceClassifier::new(vb.pp("classifier")).expect("build");
-        let crop: Vec<u8> = (0..3 * CROP_SIDE * CROP_SIDE)
-            .map(|i| (i * 7 % 251) as u8)
-            .collect();
+        let (_map, net) = super::tests::fresh_network();
+        let crop = super::tests::patterned_crop(7, 251);
         let crops: Vec<&[u8]> = (0..64).map(|_| crop.as_slice()).collect();
         let x = crops_to_tensor(&crops, &[], &Device::Cpu).expect("batch");
         let t = std::time::Instant::now();
