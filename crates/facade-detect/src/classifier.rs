@@ -73,34 +73,6 @@ impl FaceClassifier {
         self.head.forward(&pooled)?.squeeze(1)
     }
 
-    /// [`FaceClassifier::forward`] for inference, in plain memory: the same column matrices
-    /// and products, with bias and ReLU in one pass over each product and no autograd
-    /// bookkeeping. A test holds the two paths equal.
-    pub fn infer(&self, x: &Tensor) -> Result<Vec<f32>> {
-        let (n, c, h, w) = x.dims4()?;
-        let mut maps = Maps {
-            data: x.transpose(0, 1)?.flatten_all()?.to_vec1()?,
-            c,
-            n,
-            h,
-            w,
-        };
-        for (i, conv) in self.convs.iter().enumerate() {
-            maps = conv_same_relu(&maps, conv)?;
-            if i < 3 {
-                maps = max_pool_2x2(&maps);
-            }
-        }
-        let plane = maps.h * maps.w;
-        let pooled: Vec<f32> = maps
-            .data
-            .chunks_exact(plane)
-            .map(|p| p.iter().sum::<f32>() / plane as f32)
-            .collect();
-        let pooled = Tensor::from_vec(pooled, (maps.c, maps.n), &Device::Cpu)?.t()?;
-        self.head.forward(&pooled)?.squeeze(1)?.to_vec1()
-    }
-
     /// The logit of each crop as scanning and calibration use it: the mean over the crop and
     /// its mirror image. Training shows both (mirroring is an augmentation), so the mean is
     /// the network's answer for the face rather than for one of its two orientations.
@@ -108,7 +80,9 @@ impl FaceClassifier {
         let mut twice = crops.to_vec();
         twice.extend_from_slice(crops);
         let mirror: Vec<bool> = (0..twice.len()).map(|i| i >= crops.len()).collect();
-        let both = self.infer(&crops_to_tensor(&twice, &mirror, &Device::Cpu)?)?;
+        let both: Vec<f32> = self
+            .forward(&crops_to_tensor(&twice, &mirror, &Device::Cpu)?)?
+            .to_vec1()?;
         let (plain, mirrored) = both.split_at(crops.len());
         Ok(plain
             .iter()
@@ -116,41 +90,6 @@ impl FaceClassifier {
             .map(|(a, b)| 0.5 * (a + b))
             .collect())
     }
-}
-
-/// Channel-major feature maps, `data[((ch * n + b) * h + y) * w + x]`.
-struct Maps {
-    data: Vec<f32>,
-    c: usize,
-    n: usize,
-    h: usize,
-    w: usize,
-}
-
-/// A 3×3 convolution with zero padding 1 and stride 1, then ReLU.
-fn conv_same_relu(x: &Maps, conv: &Conv2d) -> Result<Maps> {
-    let (c_out, c_in, k, _) = conv.weight().dims4()?;
-    if c_in != x.c || k != 3 {
-        candle_core::bail!("convolution {c_in}x{k}x{k} does not fit input {}x3x3", x.c);
-    }
-    let columns = columns_3x3(&x.data, x.c, x.n, x.h, x.w);
-    let columns = Tensor::from_vec(columns, (c_in * 9, x.n * x.h * x.w), &Device::Cpu)?;
-    let weight = conv.weight().reshape((c_out, c_in * 9))?;
-    let mut data: Vec<f32> = weight.matmul(&columns)?.flatten_all()?.to_vec1()?;
-    let bias: Vec<f32> = match conv.bias() {
-        Some(b) => b.to_vec1()?,
-        None => vec![0.0; c_out],
-    };
-    for (row, b) in data.chunks_exact_mut(x.n * x.h * x.w).zip(bias) {
-        row.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
-    }
-    Ok(Maps {
-        data,
-        c: c_out,
-        n: x.n,
-        h: x.h,
-        w: x.w,
-    })
 }
 
 /// Calls `copy(src, dst, len)` for every contiguous run of the zero-padded 3×3 column matrix
@@ -228,29 +167,6 @@ impl CustomOp1 for Columns3x3 {
     }
 }
 
-/// 2×2 max pooling with stride 2 (a last odd row or column is dropped, as candle does).
-fn max_pool_2x2(x: &Maps) -> Maps {
-    let (oh, ow) = (x.h / 2, x.w / 2);
-    let mut data = Vec::with_capacity(x.n * x.c * oh * ow);
-    for plane in x.data.chunks_exact(x.h * x.w) {
-        for oy in 0..oh {
-            let top = &plane[2 * oy * x.w..][..x.w];
-            let bottom = &plane[(2 * oy + 1) * x.w..][..x.w];
-            data.extend((0..ow).map(|ox| {
-                let i = 2 * ox;
-                top[i].max(top[i + 1]).max(bottom[i].max(bottom[i + 1]))
-            }));
-        }
-    }
-    Maps {
-        data,
-        n: x.n,
-        c: x.c,
-        h: oh,
-        w: ow,
-    }
-}
-
 /// Stacks aligned crops (`3 × 64 × 64` bytes each, plane by plane) into a normalised batch;
 /// `mirror[i]` flips crop `i` left-right (training augmentation).
 pub fn crops_to_tensor(crops: &[&[u8]], mirror: &[bool], device: &Device) -> Result<Tensor> {
@@ -281,7 +197,7 @@ mod tests {
     use candle_nn::VarMap;
 
     /// A network with candle's default initialisation, and its weights.
-    pub(super) fn fresh_network() -> (VarMap, FaceClassifier) {
+    fn fresh_network() -> (VarMap, FaceClassifier) {
         let map = VarMap::new();
         let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
         let net = FaceClassifier::new(vb.pp("classifier")).expect("build");
@@ -289,7 +205,7 @@ mod tests {
     }
 
     /// A deterministic crop with texture: value `i · step mod modulus` at byte `i`.
-    pub(super) fn patterned_crop(step: usize, modulus: usize) -> Vec<u8> {
+    fn patterned_crop(step: usize, modulus: usize) -> Vec<u8> {
         (0..3 * CROP_SIDE * CROP_SIDE)
             .map(|i| (i * step % modulus) as u8)
             .collect()
@@ -332,28 +248,24 @@ mod tests {
     }
 
     #[test]
-    fn both_paths_match_candle_conv2d() {
+    fn columns_path_matches_candle_conv2d() {
         let (_map, net) = fresh_network();
         let (a, b) = (patterned_crop(7, 251), patterned_crop(13, 241));
         let x = crops_to_tensor(&[&a, &b], &[false, true], &Device::Cpu).expect("batch");
         let reference = candle_conv2d_loss(&net, &x)
             .and_then(|t| t.to_vec1::<f32>())
             .expect("candle conv2d");
-        for path in [
-            net.forward(&x).and_then(|t| t.to_vec1()).expect("forward"),
-            net.infer(&x).expect("infer"),
-        ] {
-            assert_eq!(reference.len(), path.len());
-            for (r, f) in reference.iter().zip(&path) {
-                assert!(
-                    (r - f).abs() < 1e-4 * (1.0 + r.abs()),
-                    "{reference:?} {path:?}"
-                );
-            }
+        let path: Vec<f32> = net.forward(&x).and_then(|t| t.to_vec1()).expect("forward");
+        assert_eq!(reference.len(), path.len());
+        for (r, f) in reference.iter().zip(&path) {
+            assert!(
+                (r - f).abs() < 1e-4 * (1.0 + r.abs()),
+                "{reference:?} {path:?}"
+            );
         }
     }
 
-    /// The network computed with candle's own conv2d: the reference for both paths.
+    /// The network computed with candle's own conv2d: the reference for the column path.
     fn candle_conv2d_loss(net: &FaceClassifier, x: &Tensor) -> Result<Tensor> {
         let mut h = x.clone();
         for (i, conv) in net.convs.iter().enumerate() {
@@ -402,33 +314,5 @@ mod tests {
         let x = crops_to_tensor(&[&crop], &[true], &Device::Cpu).expect("batch");
         let v: Vec<f32> = x.flatten_all().and_then(|t| t.to_vec1()).expect("values");
         assert!(v[CROP_SIDE - 1] > 0.9 && v[0] < -0.9);
-    }
-}
-
-#[cfg(test)]
-mod timing {
-    use super::*;
-
-    /// `cargo test --release -p facade-detect --lib classifier_training_step -- --ignored --nocapture`
-    #[test]
-    #[ignore]
-    fn classifier_training_step() {
-        let (_map, net) = super::tests::fresh_network();
-        let crop = super::tests::patterned_crop(7, 251);
-        let crops: Vec<&[u8]> = (0..64).map(|_| crop.as_slice()).collect();
-        let x = crops_to_tensor(&crops, &[], &Device::Cpu).expect("batch");
-        let t = std::time::Instant::now();
-        for _ in 0..20 {
-            let loss = net
-                .forward(&x)
-                .and_then(|l| l.sqr())
-                .and_then(|l| l.mean_all())
-                .expect("loss");
-            loss.backward().expect("backward");
-        }
-        eprintln!(
-            "{:.2} ms per face (forward + backward)",
-            t.elapsed().as_secs_f64() * 1e3 / (20.0 * 64.0)
-        );
     }
 }

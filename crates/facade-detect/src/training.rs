@@ -56,7 +56,7 @@ pub enum TrainError {
     Detector(String),
 }
 
-/// Passes of the classifier over the training faces (about 35 s each on 2 cores).
+/// Passes of the classifier over the training faces (about 10 s each on 2 cores).
 pub const DEFAULT_EPOCHS: usize = 48;
 
 /// What to train on and how.

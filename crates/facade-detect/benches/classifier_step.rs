@@ -1,0 +1,35 @@
+//! The classifier's training step, timed: forward and backward over a batch of 64 crops, the
+//! cost that bounds how large a classifier `facade train` can afford on a CPU.
+//!
+//! `cargo bench -p facade-detect --bench classifier_step`. `facade train` also raises glibc's
+//! mmap threshold (see facade-cli's train.rs); to time the step as training runs it, set
+//! `MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=268435456`.
+
+use std::time::Instant;
+
+use candle_core::{DType, Device};
+use candle_nn::{VarBuilder, VarMap};
+use facade_detect::align::CROP_SIDE;
+use facade_detect::classifier::{crops_to_tensor, FaceClassifier};
+
+const BATCH: usize = 64;
+const STEPS: usize = 20;
+
+fn main() -> candle_core::Result<()> {
+    let map = VarMap::new();
+    let net = FaceClassifier::new(
+        VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu).pp("classifier"),
+    )?;
+    let crop: Vec<u8> = (0..3 * CROP_SIDE * CROP_SIDE)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect();
+    let crops: Vec<&[u8]> = (0..BATCH).map(|_| crop.as_slice()).collect();
+    let x = crops_to_tensor(&crops, &[], &Device::Cpu)?;
+    let started = Instant::now();
+    for _ in 0..STEPS {
+        net.forward(&x)?.sqr()?.mean_all()?.backward()?;
+    }
+    let per_face = started.elapsed().as_secs_f64() * 1e3 / (STEPS * BATCH) as f64;
+    println!("classifier training step: {per_face:.2} ms per face (forward + backward)");
+    Ok(())
+}
