@@ -22,6 +22,10 @@ pub struct TrainArgs {
     /// Passes of the classifier over the training faces.
     #[arg(long, default_value_t = facade_detect::training::DEFAULT_EPOCHS)]
     epochs: usize,
+    /// Classifiers trained from different seeds and averaged (the first from --seed itself).
+    #[arg(long, default_value_t = facade_detect::training::DEFAULT_CLASSIFIERS as u16,
+          value_parser = clap::value_parser!(u16).range(1..=8))]
+    classifiers: u16,
     /// Faces drawn per epoch.
     #[arg(long, default_value_t = 4096)]
     samples_per_epoch: usize,
@@ -45,6 +49,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let mut config = TrainConfig::new(args.manifest);
     config.seed = args.seed;
     config.epochs = args.epochs;
+    config.classifiers = usize::from(args.classifiers);
     config.samples_per_epoch = args.samples_per_epoch;
     config.variants = args.variants;
     config.holdout_sources = args.holdout_sources;

@@ -9,6 +9,12 @@
 //! three, global average pooling and one linear output: about 75 thousand weights, 14 million
 //! multiply-adds per face. The module is plain candle; weights are loaded by name through a
 //! [`VarBuilder`] (`classifier.conv{0..3}.{weight,bias}`, `classifier.head.{weight,bias}`).
+//!
+//! A model may hold several such networks trained from different seeds, a
+//! [`ClassifierEnsemble`]; its logit is their mean. One network's answer on a face moves with
+//! the seed it was trained from (the README measures how much), and the mean of independent
+//! runs moves less. The second and later members are stored as `classifier1.…`,
+//! `classifier2.…`, so a one-network model reads the same as before ensembles existed.
 
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Module, Result, Shape, Tensor, D};
 use candle_nn::{conv2d, linear, Conv2d, Conv2dConfig, Linear, VarBuilder};
@@ -77,19 +83,68 @@ impl FaceClassifier {
     /// its mirror image. Training shows both (mirroring is an augmentation), so the mean is
     /// the network's answer for the face rather than for one of its two orientations.
     pub fn logits(&self, crops: &[&[u8]]) -> Result<Vec<f32>> {
-        let mut twice = crops.to_vec();
-        twice.extend_from_slice(crops);
-        let mirror: Vec<bool> = (0..twice.len()).map(|i| i >= crops.len()).collect();
-        let both: Vec<f32> = self
-            .forward(&crops_to_tensor(&twice, &mirror, &Device::Cpu)?)?
-            .to_vec1()?;
-        let (plain, mirrored) = both.split_at(crops.len());
-        Ok(plain
-            .iter()
-            .zip(mirrored)
-            .map(|(a, b)| 0.5 * (a + b))
-            .collect())
+        mean_logits(std::slice::from_ref(self), crops)
     }
+}
+
+/// Where member `index` of an ensemble keeps its weights: `classifier`, `classifier1`, ...
+pub fn member_prefix(index: usize) -> String {
+    match index {
+        0 => "classifier".to_owned(),
+        i => format!("classifier{i}"),
+    }
+}
+
+/// Classifiers trained from different seeds, answering as one: the mean of their logits.
+#[derive(Debug, Clone)]
+pub struct ClassifierEnsemble {
+    members: Vec<FaceClassifier>,
+}
+
+impl ClassifierEnsemble {
+    pub fn new(members: Vec<FaceClassifier>) -> ClassifierEnsemble {
+        ClassifierEnsemble { members }
+    }
+
+    /// Loads `count` members stored under [`member_prefix`] names.
+    pub fn load(vb: &VarBuilder, count: usize) -> Result<ClassifierEnsemble> {
+        let members = (0..count)
+            .map(|i| FaceClassifier::new(vb.pp(member_prefix(i))))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ClassifierEnsemble { members })
+    }
+
+    pub fn members(&self) -> &[FaceClassifier] {
+        &self.members
+    }
+
+    /// The ensemble's logit of each crop: every member on the crop and its mirror, averaged.
+    pub fn logits(&self, crops: &[&[u8]]) -> Result<Vec<f32>> {
+        mean_logits(&self.members, crops)
+    }
+}
+
+/// The mean logit of `networks` over each crop and its mirror image; the batch tensor is
+/// built once and shared by every network.
+fn mean_logits(networks: &[FaceClassifier], crops: &[&[u8]]) -> Result<Vec<f32>> {
+    let mut twice = crops.to_vec();
+    twice.extend_from_slice(crops);
+    let mirror: Vec<bool> = (0..twice.len()).map(|i| i >= crops.len()).collect();
+    let x = crops_to_tensor(&twice, &mirror, &Device::Cpu)?;
+    let mut sum = vec![0.0f32; twice.len()];
+    for network in networks {
+        let logits: Vec<f32> = network.forward(&x)?.to_vec1()?;
+        for (total, logit) in sum.iter_mut().zip(logits) {
+            *total += logit;
+        }
+    }
+    let votes = (2 * networks.len()).max(1) as f32;
+    let (plain, mirrored) = sum.split_at(crops.len());
+    Ok(plain
+        .iter()
+        .zip(mirrored)
+        .map(|(a, b)| (a + b) / votes)
+        .collect())
 }
 
 /// Calls `copy(src, dst, len)` for every contiguous run of the zero-padded 3×3 column matrix
@@ -227,6 +282,34 @@ mod tests {
             names.iter().any(|n| n == "classifier.conv3.weight"),
             "{names:?}"
         );
+    }
+
+    #[test]
+    fn an_ensemble_answers_the_mean_of_its_members_and_loads_them_by_name() {
+        let map = VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+        let ensemble = ClassifierEnsemble::load(&vb, 2).expect("build");
+        let crops = [patterned_crop(7, 251), patterned_crop(13, 199)];
+        let crops: Vec<&[u8]> = crops.iter().map(Vec::as_slice).collect();
+        let each: Vec<Vec<f32>> = ensemble
+            .members()
+            .iter()
+            .map(|m| m.logits(&crops).expect("logits"))
+            .collect();
+        assert_ne!(each[0], each[1], "members must be distinct networks");
+        let mean = ensemble.logits(&crops).expect("logits");
+        for (i, m) in mean.iter().enumerate() {
+            let expected = 0.5 * (each[0][i] + each[1][i]);
+            assert!((m - expected).abs() < 1e-5, "{m} vs {expected}");
+        }
+        let names: Vec<String> = map
+            .data()
+            .lock()
+            .map(|d| d.keys().cloned().collect())
+            .unwrap_or_default();
+        for name in ["classifier.head.weight", "classifier1.head.weight"] {
+            assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+        }
     }
 
     #[test]

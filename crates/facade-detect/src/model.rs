@@ -21,7 +21,7 @@ use facade_image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use crate::align::{aligned_crop, Jitter, CROP_SIDE};
-use crate::classifier::FaceClassifier;
+use crate::classifier::ClassifierEnsemble;
 use crate::embedding::{frame_thumbnail, FrameEmbedding, COMPONENTS, FRAME_SIDE};
 use crate::fusion::{threshold_for_fpr, Contribution, Fusion, Raw};
 use crate::geometry::{normalized_landmarks, GeometryModel};
@@ -65,7 +65,7 @@ pub struct Parameters {
 pub struct Detectors {
     parameters: Parameters,
     embedding: FrameEmbedding,
-    classifier: FaceClassifier,
+    classifier: ClassifierEnsemble,
     training_set: Vec<String>,
     /// 16 hex digits of the SHA-256 of the weights and parameters: which model this is.
     fingerprint: String,
@@ -122,7 +122,7 @@ impl Detectors {
         };
         let parameters: Parameters = serde_json::from_str(parameters)?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)?;
-        let classifier = FaceClassifier::new(vb.pp("classifier"))?;
+        let classifier = ClassifierEnsemble::load(&vb, classifier_members(&parameters)?)?;
         let dim = FRAME_SIDE * FRAME_SIDE;
         let embedding = FrameEmbedding {
             mean: vb.get(dim, "embedding.mean")?.to_vec1()?,
@@ -167,7 +167,7 @@ impl Detectors {
     pub fn from_fitted(
         parameters: Parameters,
         embedding: FrameEmbedding,
-        classifier: FaceClassifier,
+        classifier: ClassifierEnsemble,
         training_set: Vec<String>,
     ) -> Detectors {
         Detectors {
@@ -191,7 +191,7 @@ impl Detectors {
             move |source| ModelError::Io { path, source }
         };
         std::fs::create_dir_all(dir).map_err(io(dir))?;
-        // Names as the training VarMap has them: `classifier.conv0.weight`, ...
+        // Names as the training VarMaps have them: `classifier.conv0.weight`, ...
         let mut tensors: HashMap<String, Tensor> = classifier_weights.clone();
         let dim = FRAME_SIDE * FRAME_SIDE;
         tensors.insert(
@@ -269,10 +269,35 @@ impl Detectors {
             .collect())
     }
 
+    /// How many classifiers the model averages.
+    pub fn classifier_members(&self) -> usize {
+        self.classifier.members().len()
+    }
+
     pub fn fuse(&self, raw: &Raw) -> FaceScore {
         FaceScore {
             score: self.parameters.fusion.probability(raw),
             evidence: self.parameters.fusion.contributions(raw),
         }
     }
+}
+
+/// Most classifiers a model may average: each one costs a forward pass per face.
+const MAX_CLASSIFIER_MEMBERS: u64 = 8;
+
+/// The number of classifiers the model's record names; models from before ensembles had one
+/// and do not record it.
+fn classifier_members(parameters: &Parameters) -> Result<usize, ModelError> {
+    let recorded = parameters.training.get("classifier_members");
+    let count = match recorded {
+        None => 1,
+        Some(v) => v.as_u64().unwrap_or(0),
+    };
+    if !(1..=MAX_CLASSIFIER_MEMBERS).contains(&count) {
+        return Err(ModelError::Inconsistent(format!(
+            "classifier_members must be 1 to {MAX_CLASSIFIER_MEMBERS}, the model records {}",
+            recorded.map_or_else(String::new, |v| v.to_string())
+        )));
+    }
+    Ok(count as usize)
 }

@@ -34,7 +34,7 @@ use rayon::prelude::*;
 use serde_json::json;
 
 use crate::align::{aligned_crop, Jitter};
-use crate::classifier::{crops_to_tensor, FaceClassifier};
+use crate::classifier::{crops_to_tensor, member_prefix, ClassifierEnsemble, FaceClassifier};
 use crate::dataset::{fold_of, read_manifest, sha256_hex, DatasetError, Degradation, Entry, Fold};
 use crate::embedding::{frame_thumbnail, FrameEmbedding};
 use crate::fusion::{Fusion, Raw};
@@ -59,12 +59,18 @@ pub enum TrainError {
 /// Passes of the classifier over the training faces (about 10 s each on 2 cores).
 pub const DEFAULT_EPOCHS: usize = 48;
 
+/// Classifiers trained from different seeds and averaged (each adds a full training run and a
+/// forward pass per scanned face).
+pub const DEFAULT_CLASSIFIERS: usize = 2;
+
 /// What to train on and how.
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
     pub manifest: PathBuf,
     pub seed: u64,
     pub epochs: usize,
+    /// Classifiers to train and average; the first uses `seed` itself.
+    pub classifiers: usize,
     pub samples_per_epoch: usize,
     /// Degraded copies of each training image (calibration images get one).
     pub variants: usize,
@@ -81,6 +87,7 @@ impl TrainConfig {
             manifest,
             seed: 2026,
             epochs: DEFAULT_EPOCHS,
+            classifiers: DEFAULT_CLASSIFIERS,
             samples_per_epoch: 4096,
             variants: 3,
             holdout_sources: Vec::new(),
@@ -181,8 +188,24 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
         fake_thumbnails.len()
     ));
 
-    let (classifier, classifier_weights, final_loss) =
-        pool.install(|| train_classifier(&train, config, log))?;
+    let mut members = Vec::new();
+    let mut classifier_weights = HashMap::new();
+    let mut final_losses = Vec::new();
+    for member in 0..config.classifiers.max(1) {
+        let seed = member_seed(config.seed, member);
+        log(&format!(
+            "classifier {} of {} (seed {seed})",
+            member + 1,
+            config.classifiers.max(1)
+        ));
+        let (network, weights, loss) =
+            pool.install(|| train_classifier(&train, config, member, log))?;
+        members.push(network);
+        classifier_weights.extend(weights);
+        final_losses.push(loss);
+    }
+    let member_aucs = pool.install(|| member_aucs(&calibration, &members))?;
+    let classifier = ClassifierEnsemble::new(members);
 
     let calibration_raw: Vec<(Raw, bool)> =
         pool.install(|| raw_outputs(&calibration, &geometry, &embedding, &classifier))?;
@@ -221,6 +244,9 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
             "seed": config.seed,
             "crop_side": crate::align::CROP_SIDE,
             "epochs": config.epochs,
+            "classifier_members": config.classifiers.max(1),
+            "classifier_seeds": (0..config.classifiers.max(1)).map(|m| member_seed(config.seed, m)).collect::<Vec<_>>(),
+            "classifier_calibration_auc_per_member": member_aucs,
             "samples_per_epoch": config.samples_per_epoch,
             "variants": config.variants,
             "holdout_sources": config.holdout_sources,
@@ -228,7 +254,7 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
             "split": "sha256 of the file: first 8 hex digits mod 20: 0-9 train, 10-12 calibration, 13-19 test",
             "images_per_fold_and_source": counts,
             "observations": {"train": train.len(), "calibration": calibration.len()},
-            "classifier_final_loss": final_loss,
+            "classifier_final_loss": final_losses,
             "calibration_auc": calibration_auc,
             "seconds": started.elapsed().as_secs_f64().round(),
         }),
@@ -457,9 +483,18 @@ fn source_weights(observations: &[&Observation], weight: fn(f64) -> f64) -> Vec<
 
 type ClassifierFit = (FaceClassifier, HashMap<String, Tensor>, f32);
 
+/// The seed of ensemble member `index`: the configured seed for the first, so that a
+/// one-classifier run is the run from before ensembles; well-mixed offsets for the others.
+fn member_seed(seed: u64, index: usize) -> u64 {
+    seed.wrapping_add((index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+/// Trains ensemble member `member` from its own seed (initialisation, sampling, mirroring and
+/// frame edges; the degraded training images are shared by all members).
 fn train_classifier(
     train: &[&Observation],
     config: &TrainConfig,
+    member: usize,
     log: &(dyn Fn(&str) + Sync),
 ) -> Result<ClassifierFit, TrainError> {
     if train.iter().filter(|o| o.fake).count() < 10 || train.iter().filter(|o| !o.fake).count() < 10
@@ -471,9 +506,9 @@ fn train_classifier(
     let device = Device::Cpu;
     let varmap = VarMap::new();
     let classifier = FaceClassifier::new(
-        VarBuilder::from_varmap(&varmap, DType::F32, &device).pp("classifier"),
+        VarBuilder::from_varmap(&varmap, DType::F32, &device).pp(member_prefix(member)),
     )?;
-    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(member_seed(config.seed, member));
     seeded_init(&varmap, &mut rng)?;
     let mut optimizer = AdamW::new(
         varmap.all_vars(),
@@ -568,7 +603,7 @@ fn raw_outputs(
     observations: &[&Observation],
     geometry: &GeometryModel,
     embedding: &FrameEmbedding,
-    classifier: &FaceClassifier,
+    classifier: &ClassifierEnsemble,
 ) -> Result<Vec<(Raw, bool)>, TrainError> {
     let mut out = Vec::with_capacity(observations.len());
     for chunk in observations.chunks(BATCH) {
@@ -586,19 +621,35 @@ fn raw_outputs(
     Ok(out)
 }
 
+/// Each ensemble member's own ROC AUC on the calibration faces (for the record: how far the
+/// members differ, and whether their mean beats each one).
+fn member_aucs(
+    observations: &[&Observation],
+    members: &[FaceClassifier],
+) -> Result<Vec<Option<f64>>, TrainError> {
+    members
+        .iter()
+        .map(|member| {
+            let mut scored = Vec::with_capacity(observations.len());
+            for chunk in observations.chunks(BATCH) {
+                let crops: Vec<&[u8]> = chunk.iter().map(|o| o.crop.as_slice()).collect();
+                let logits = member.logits(&crops)?;
+                scored.extend(
+                    chunk
+                        .iter()
+                        .zip(logits)
+                        .map(|(o, l)| (f64::from(l), o.fake)),
+                );
+            }
+            Ok(rounded_auc(&scored))
+        })
+        .collect()
+}
+
 fn calibration_aucs(samples: &[(Raw, bool)], fusion: &Fusion) -> serde_json::Value {
     let auc = |score: &dyn Fn(&Raw) -> f64| {
-        let fakes: Vec<f64> = samples
-            .iter()
-            .filter(|s| s.1)
-            .map(|s| score(&s.0))
-            .collect();
-        let reals: Vec<f64> = samples
-            .iter()
-            .filter(|s| !s.1)
-            .map(|s| score(&s.0))
-            .collect();
-        roc_auc(&fakes, &reals).map(|a| (a * 1e4).round() / 1e4)
+        let scored: Vec<(f64, bool)> = samples.iter().map(|(r, f)| (score(r), *f)).collect();
+        rounded_auc(&scored)
     };
     json!({
         "geometry": auc(&|r| -f64::from(r.geometry)),
@@ -606,6 +657,18 @@ fn calibration_aucs(samples: &[(Raw, bool)], fusion: &Fusion) -> serde_json::Val
         "classifier": auc(&|r| f64::from(r.classifier)),
         "fused": auc(&|r| fusion.probability(r)),
     })
+}
+
+/// ROC AUC of (score, is fake) pairs to four decimals, for the training record.
+fn rounded_auc(scored: &[(f64, bool)]) -> Option<f64> {
+    let of_class = |fake: bool| -> Vec<f64> {
+        scored
+            .iter()
+            .filter(|(_, f)| *f == fake)
+            .map(|(s, _)| *s)
+            .collect()
+    };
+    roc_auc(&of_class(true), &of_class(false)).map(|a| (a * 1e4).round() / 1e4)
 }
 
 #[cfg(test)]

@@ -53,6 +53,10 @@ fn training_is_deterministic_and_its_model_loads() {
     assert_eq!(strip(&dirs[0]), strip(&dirs[1]));
 
     let model = Detectors::load(dirs[0].path()).expect("load");
+    assert_eq!(
+        model.classifier_members(),
+        facade_detect::training::DEFAULT_CLASSIFIERS
+    );
     // 40 images of each of 7 sources, 65% of them (train + calibration folds) recorded.
     let n = model.training_set().len();
     assert!((120..250).contains(&n), "{n} training hashes");
@@ -68,6 +72,16 @@ fn training_is_deterministic_and_its_model_loads() {
         .map(|_| ())
         .expect_err("refused");
     assert!(refused.to_string().contains("32 px"), "{refused}");
+
+    // A record naming more classifiers than the weights hold is refused too.
+    let mut more = strip(&dirs[0]);
+    more["training"]["classifier_members"] = serde_json::json!(3);
+    let json = serde_json::to_string(&more).expect("json");
+    std::fs::write(dirs[0].path().join("detectors.json"), json).expect("write");
+    let refused = Detectors::load(dirs[0].path())
+        .map(|_| ())
+        .expect_err("refused");
+    assert!(refused.to_string().contains("classifier2"), "{refused}");
 }
 
 #[test]
