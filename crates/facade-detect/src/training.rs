@@ -61,7 +61,7 @@ pub const DEFAULT_EPOCHS: usize = 48;
 
 /// Classifiers trained from different seeds and averaged (each adds a full training run and a
 /// forward pass per scanned face).
-pub const DEFAULT_CLASSIFIERS: usize = 2;
+pub const DEFAULT_CLASSIFIERS: usize = 3;
 
 /// What to train on and how.
 #[derive(Debug, Clone)]
