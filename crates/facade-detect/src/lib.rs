@@ -9,8 +9,8 @@
 //!   learned as a Gaussian over all five landmarks (Mahalanobis distance);
 //! - [`embedding`]: how badly a linear embedding learned from synthetic images only
 //!   reconstructs the frame (after Mundra et al. 2023);
-//! - [`classifier`]: a small convolutional network on the landmark-aligned face crop
-//!   ([`align`]), which cannot see image size or framing.
+//! - [`classifier`]: small convolutional networks (an ensemble trained from several seeds) on
+//!   the landmark-aligned face crop ([`align`]), which cannot see image size or framing.
 //!
 //! [`fusion`] combines them by logistic regression fitted on a calibration set none of them
 //! was trained on, and [`model::Detectors`] bundles the trained parts (the committed model is

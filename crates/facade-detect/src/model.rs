@@ -1,7 +1,7 @@
 //! The trained detectors as one bundle: loading, saving, and scoring a face.
 //!
 //! A model directory holds three files, all written by `facade train`:
-//! - `detectors.safetensors`: the classifier's weights and the embedding's mean and components,
+//! - `detectors.safetensors`: the classifiers' weights and the embedding's mean and components,
 //!   by name;
 //! - `detectors.json`: the geometry Gaussian, the fusion weights, the calibration reals' fused
 //!   scores (from which the operating point for any false-positive rate is read) and a record

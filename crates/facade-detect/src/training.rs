@@ -8,8 +8,8 @@
 //!    (resized, blurred, JPEG-recompressed, then detected again): the detectors learn from
 //!    what they will see, landmark noise included.
 //! 3. The geometry Gaussian is fitted to the StyleGAN fakes of the train fold, the embedding to
-//!    all its fakes, and the classifier to all its faces (aligned crops with small shifts,
-//!    rotations, scalings and mirroring). Classes weigh the same; within a class a source
+//!    all its fakes, and each classifier of the ensemble, from its own seed, to all its faces
+//!    (aligned crops with small shifts, rotations, scalings and mirroring). Classes weigh the same; within a class a source
 //!    weighs as the square root of its size, so 3,000 tight crops of one collection do not
 //!    drown 31 web photographs.
 //! 4. The fusion and the operating point are fitted on the calibration fold, whose images none
@@ -188,15 +188,17 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
         fake_thumbnails.len()
     ));
 
+    let seeds: Vec<u64> = (0..config.classifiers.max(1))
+        .map(|member| member_seed(config.seed, member))
+        .collect();
     let mut members = Vec::new();
     let mut classifier_weights = HashMap::new();
     let mut final_losses = Vec::new();
-    for member in 0..config.classifiers.max(1) {
-        let seed = member_seed(config.seed, member);
+    for (member, seed) in seeds.iter().enumerate() {
         log(&format!(
             "classifier {} of {} (seed {seed})",
             member + 1,
-            config.classifiers.max(1)
+            seeds.len()
         ));
         let (network, weights, loss) =
             pool.install(|| train_classifier(&train, config, member, log))?;
@@ -244,8 +246,8 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
             "seed": config.seed,
             "crop_side": crate::align::CROP_SIDE,
             "epochs": config.epochs,
-            "classifier_members": config.classifiers.max(1),
-            "classifier_seeds": (0..config.classifiers.max(1)).map(|m| member_seed(config.seed, m)).collect::<Vec<_>>(),
+            "classifier_members": seeds.len(),
+            "classifier_seeds": seeds,
             "classifier_calibration_auc_per_member": member_aucs,
             "samples_per_epoch": config.samples_per_epoch,
             "variants": config.variants,
