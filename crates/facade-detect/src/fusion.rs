@@ -22,7 +22,7 @@ pub struct Raw {
     pub geometry: f32,
     /// Fraction of the frame thumbnail the synthetic-face embedding cannot reconstruct.
     pub embedding: f32,
-    /// The classifier's logit.
+    /// The classifiers' mean logit.
     pub classifier: f32,
 }
 
