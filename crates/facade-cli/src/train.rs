@@ -24,7 +24,8 @@ pub struct TrainArgs {
     epochs: usize,
     /// Classifiers trained from different seeds and averaged (the first from --seed itself).
     #[arg(long, default_value_t = facade_detect::training::DEFAULT_CLASSIFIERS as u16,
-          value_parser = clap::value_parser!(u16).range(1..=8))]
+          value_parser = clap::value_parser!(u16)
+              .range(1..=facade_detect::classifier::MAX_MEMBERS as i64))]
     classifiers: u16,
     /// Faces drawn per epoch.
     #[arg(long, default_value_t = 4096)]

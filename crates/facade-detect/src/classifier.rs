@@ -83,9 +83,13 @@ impl FaceClassifier {
     /// its mirror image. Training shows both (mirroring is an augmentation), so the mean is
     /// the network's answer for the face rather than for one of its two orientations.
     pub fn logits(&self, crops: &[&[u8]]) -> Result<Vec<f32>> {
-        mean_logits(std::slice::from_ref(self), crops)
+        let views = both_views(std::slice::from_ref(self), crops)?;
+        Ok(mean_of_views(&views, crops.len()))
     }
 }
+
+/// Most classifiers a model may average: each one costs a forward pass per scanned face.
+pub const MAX_MEMBERS: usize = 8;
 
 /// Where member `index` of an ensemble keeps its weights: `classifier`, `classifier1`, ...
 pub fn member_prefix(index: usize) -> String {
@@ -120,31 +124,52 @@ impl ClassifierEnsemble {
 
     /// The ensemble's logit of each crop: every member on the crop and its mirror, averaged.
     pub fn logits(&self, crops: &[&[u8]]) -> Result<Vec<f32>> {
-        mean_logits(&self.members, crops)
+        Ok(mean_of_views(
+            &both_views(&self.members, crops)?,
+            crops.len(),
+        ))
+    }
+
+    /// Each member's own logits (as [`FaceClassifier::logits`]) and the ensemble's (as
+    /// [`ClassifierEnsemble::logits`]), from one forward pass of each member.
+    pub fn member_and_mean_logits(&self, crops: &[&[u8]]) -> Result<(Vec<Vec<f32>>, Vec<f32>)> {
+        let views = both_views(&self.members, crops)?;
+        let each = views
+            .iter()
+            .map(|v| mean_of_views(std::slice::from_ref(v), crops.len()))
+            .collect();
+        Ok((each, mean_of_views(&views, crops.len())))
     }
 }
 
-/// The mean logit of `networks` over each crop and its mirror image; the batch tensor is
-/// built once and shared by every network.
-fn mean_logits(networks: &[FaceClassifier], crops: &[&[u8]]) -> Result<Vec<f32>> {
+/// Each network's outputs on the crops and then on their mirror images (`2 × crops` values per
+/// network); the batch tensor is built once and shared by every network.
+fn both_views(networks: &[FaceClassifier], crops: &[&[u8]]) -> Result<Vec<Vec<f32>>> {
     let mut twice = crops.to_vec();
     twice.extend_from_slice(crops);
     let mirror: Vec<bool> = (0..twice.len()).map(|i| i >= crops.len()).collect();
     let x = crops_to_tensor(&twice, &mirror, &Device::Cpu)?;
-    let mut sum = vec![0.0f32; twice.len()];
-    for network in networks {
-        let logits: Vec<f32> = network.forward(&x)?.to_vec1()?;
-        for (total, logit) in sum.iter_mut().zip(logits) {
+    networks
+        .iter()
+        .map(|network| network.forward(&x)?.to_vec1())
+        .collect()
+}
+
+/// The mean of [`both_views`] outputs over the networks and over each crop and its mirror.
+fn mean_of_views(views: &[Vec<f32>], crops: usize) -> Vec<f32> {
+    let mut sum = vec![0.0f32; 2 * crops];
+    for network in views {
+        for (total, logit) in sum.iter_mut().zip(network) {
             *total += logit;
         }
     }
-    let votes = (2 * networks.len()).max(1) as f32;
-    let (plain, mirrored) = sum.split_at(crops.len());
-    Ok(plain
+    let votes = (2 * views.len()).max(1) as f32;
+    let (plain, mirrored) = sum.split_at(crops);
+    plain
         .iter()
         .zip(mirrored)
         .map(|(a, b)| (a + b) / votes)
-        .collect())
+        .collect()
 }
 
 /// Calls `copy(src, dst, len)` for every contiguous run of the zero-padded 3×3 column matrix
@@ -335,7 +360,7 @@ mod tests {
         let (_map, net) = fresh_network();
         let (a, b) = (patterned_crop(7, 251), patterned_crop(13, 241));
         let x = crops_to_tensor(&[&a, &b], &[false, true], &Device::Cpu).expect("batch");
-        let reference = candle_conv2d_loss(&net, &x)
+        let reference = candle_conv2d_logits(&net, &x)
             .and_then(|t| t.to_vec1::<f32>())
             .expect("candle conv2d");
         let path: Vec<f32> = net.forward(&x).and_then(|t| t.to_vec1()).expect("forward");
@@ -349,7 +374,7 @@ mod tests {
     }
 
     /// The network computed with candle's own conv2d: the reference for the column path.
-    fn candle_conv2d_loss(net: &FaceClassifier, x: &Tensor) -> Result<Tensor> {
+    fn candle_conv2d_logits(net: &FaceClassifier, x: &Tensor) -> Result<Tensor> {
         let mut h = x.clone();
         for (i, conv) in net.convs.iter().enumerate() {
             h = conv.forward(&h)?.relu()?;
@@ -369,7 +394,7 @@ mod tests {
         let x = crops_to_tensor(&[&a, &a], &[false, true], &Device::Cpu).expect("batch");
         let grads = |logits: Tensor| logits.sqr()?.sum_all()?.backward();
         let ours = grads(net.forward(&x).expect("forward")).expect("backward");
-        let reference = candle_conv2d_loss(&net, &x)
+        let reference = candle_conv2d_logits(&net, &x)
             .and_then(grads)
             .expect("reference");
         let values = |store: &candle_core::backprop::GradStore, var: &Tensor| -> Vec<f32> {

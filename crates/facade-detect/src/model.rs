@@ -21,7 +21,7 @@ use facade_image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use crate::align::{aligned_crop, Jitter, CROP_SIDE};
-use crate::classifier::ClassifierEnsemble;
+use crate::classifier::{ClassifierEnsemble, MAX_MEMBERS};
 use crate::embedding::{frame_thumbnail, FrameEmbedding, COMPONENTS, FRAME_SIDE};
 use crate::fusion::{threshold_for_fpr, Contribution, Fusion, Raw};
 use crate::geometry::{normalized_landmarks, GeometryModel};
@@ -282,22 +282,19 @@ impl Detectors {
     }
 }
 
-/// Most classifiers a model may average: each one costs a forward pass per face.
-const MAX_CLASSIFIER_MEMBERS: u64 = 8;
-
 /// The number of classifiers the model's record names; models from before ensembles had one
 /// and do not record it.
 fn classifier_members(parameters: &Parameters) -> Result<usize, ModelError> {
     let recorded = parameters.training.get("classifier_members");
     let count = match recorded {
-        None => 1,
-        Some(v) => v.as_u64().unwrap_or(0),
+        None => Some(1),
+        Some(v) => v.as_u64().and_then(|n| usize::try_from(n).ok()),
     };
-    if !(1..=MAX_CLASSIFIER_MEMBERS).contains(&count) {
-        return Err(ModelError::Inconsistent(format!(
-            "classifier_members must be 1 to {MAX_CLASSIFIER_MEMBERS}, the model records {}",
+    match count {
+        Some(n) if (1..=MAX_MEMBERS).contains(&n) => Ok(n),
+        _ => Err(ModelError::Inconsistent(format!(
+            "classifier_members must be 1 to {MAX_MEMBERS}, the model records {}",
             recorded.map_or_else(String::new, |v| v.to_string())
-        )));
+        ))),
     }
-    Ok(count as usize)
 }

@@ -9,9 +9,9 @@
 //!    what they will see, landmark noise included.
 //! 3. The geometry Gaussian is fitted to the StyleGAN fakes of the train fold, the embedding to
 //!    all its fakes, and each classifier of the ensemble, from its own seed, to all its faces
-//!    (aligned crops with small shifts, rotations, scalings and mirroring). Classes weigh the same; within a class a source
-//!    weighs as the square root of its size, so 3,000 tight crops of one collection do not
-//!    drown 31 web photographs.
+//!    (aligned crops with small shifts, rotations, scalings and mirroring). Classes weigh the
+//!    same; within a class a source weighs as the square root of its size, so 3,000 tight
+//!    crops of one collection do not drown 31 web photographs.
 //! 4. The fusion and the operating point are fitted on the calibration fold, whose images none
 //!    of the detectors saw.
 //!
@@ -206,11 +206,22 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
         classifier_weights.extend(weights);
         final_losses.push(loss);
     }
-    let member_aucs = pool.install(|| member_aucs(&calibration, &members))?;
     let classifier = ClassifierEnsemble::new(members);
+    let (member_logits, classifier_logits) =
+        pool.install(|| calibration_logits(&calibration, &classifier))?;
+    let member_aucs: Vec<Option<f64>> = member_logits
+        .iter()
+        .map(|logits| {
+            let scored: Vec<(f64, bool)> = logits
+                .iter()
+                .zip(&calibration)
+                .map(|(l, o)| (f64::from(*l), o.fake))
+                .collect();
+            rounded_auc(&scored)
+        })
+        .collect();
 
-    let calibration_raw: Vec<(Raw, bool)> =
-        pool.install(|| raw_outputs(&calibration, &geometry, &embedding, &classifier))?;
+    let calibration_raw = raw_outputs(&calibration, &geometry, &embedding, &classifier_logits);
     if calibration_raw.iter().filter(|(_, fake)| *fake).count() < 5
         || calibration_raw.iter().filter(|(_, fake)| !*fake).count() < 5
     {
@@ -600,50 +611,42 @@ fn seeded_init(varmap: &VarMap, rng: &mut ChaCha8Rng) -> Result<(), TrainError> 
     Ok(())
 }
 
-/// Raw detector outputs for observations, the classifier run in batches.
+/// The classifier's logits for observations, run in batches: each member's (for the record)
+/// and the ensemble's (for the fusion), from one forward pass of each member.
+fn calibration_logits(
+    observations: &[&Observation],
+    classifier: &ClassifierEnsemble,
+) -> Result<(Vec<Vec<f32>>, Vec<f32>), TrainError> {
+    let mut each = vec![Vec::with_capacity(observations.len()); classifier.members().len()];
+    let mut mean = Vec::with_capacity(observations.len());
+    for chunk in observations.chunks(BATCH) {
+        let crops: Vec<&[u8]> = chunk.iter().map(|o| o.crop.as_slice()).collect();
+        let (chunk_each, chunk_mean) = classifier.member_and_mean_logits(&crops)?;
+        for (all, part) in each.iter_mut().zip(chunk_each) {
+            all.extend(part);
+        }
+        mean.extend(chunk_mean);
+    }
+    Ok((each, mean))
+}
+
+/// Raw detector outputs for observations, given the classifier's logit for each.
 fn raw_outputs(
     observations: &[&Observation],
     geometry: &GeometryModel,
     embedding: &FrameEmbedding,
-    classifier: &ClassifierEnsemble,
-) -> Result<Vec<(Raw, bool)>, TrainError> {
-    let mut out = Vec::with_capacity(observations.len());
-    for chunk in observations.chunks(BATCH) {
-        let crops: Vec<&[u8]> = chunk.iter().map(|o| o.crop.as_slice()).collect();
-        let logits = classifier.logits(&crops)?;
-        for (o, logit) in chunk.iter().zip(logits) {
+    classifier_logits: &[f32],
+) -> Vec<(Raw, bool)> {
+    observations
+        .iter()
+        .zip(classifier_logits)
+        .map(|(o, &classifier)| {
             let raw = Raw {
                 geometry: geometry.distance(&o.landmarks),
                 embedding: embedding.reconstruction_error(&o.thumbnail),
-                classifier: logit,
+                classifier,
             };
-            out.push((raw, o.fake));
-        }
-    }
-    Ok(out)
-}
-
-/// Each ensemble member's own ROC AUC on the calibration faces (for the record: how far the
-/// members differ, and whether their mean beats each one).
-fn member_aucs(
-    observations: &[&Observation],
-    members: &[FaceClassifier],
-) -> Result<Vec<Option<f64>>, TrainError> {
-    members
-        .iter()
-        .map(|member| {
-            let mut scored = Vec::with_capacity(observations.len());
-            for chunk in observations.chunks(BATCH) {
-                let crops: Vec<&[u8]> = chunk.iter().map(|o| o.crop.as_slice()).collect();
-                let logits = member.logits(&crops)?;
-                scored.extend(
-                    chunk
-                        .iter()
-                        .zip(logits)
-                        .map(|(o, l)| (f64::from(l), o.fake)),
-                );
-            }
-            Ok(rounded_auc(&scored))
+            (raw, o.fake)
         })
         .collect()
 }
