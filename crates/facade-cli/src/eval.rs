@@ -36,6 +36,14 @@ pub struct EvalArgs {
     /// [default: reference-mtcnn.jsonl beside the manifest, if present].
     #[arg(long, value_name = "FILE")]
     peer_reference: Option<PathBuf>,
+    /// Score at most N held-out images of each source, spread evenly over the manifest (a
+    /// quicker, noisier run; the report says how many were scored).
+    #[arg(long, value_name = "N")]
+    max_per_source: Option<usize>,
+    /// Also write every scored image's scores to this CSV (condition, path, source,
+    /// generator, label, facade score, peer eye distance), to group the figures other ways.
+    #[arg(long, value_name = "FILE")]
+    scores: Option<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -60,17 +68,57 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         allow_train_overlap: args.allow_train_overlap,
         fpr: args.model.fpr,
         peer_reference,
+        max_per_source: args.max_per_source,
         threads: args
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
     };
     let report = evaluate(&detectors, &config).context("evaluating")?;
+    if let Some(path) = &args.scores {
+        write_scores(path, &report).with_context(|| format!("writing {}", path.display()))?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", render(&report));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One row per scored image and condition; empty cells where there is no face or value.
+fn write_scores(path: &std::path::Path, report: &EvalReport) -> anyhow::Result<()> {
+    let mut writer = csv::Writer::from_path(path)?;
+    writer.write_record([
+        "condition",
+        "path",
+        "source",
+        "generator",
+        "label",
+        "score",
+        "peer_eye_distance",
+        "failed",
+    ])?;
+    let cell = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
+    for condition in &report.conditions {
+        let name = match condition.condition {
+            Condition::Original => "original",
+            Condition::Small200Jpeg80 => "small",
+        };
+        for image in &condition.images_scored {
+            writer.write_record([
+                name,
+                &image.name,
+                &image.source,
+                &image.generator,
+                if image.fake { "fake" } else { "real" },
+                &cell(image.facade),
+                &cell(image.peer_eye_distance),
+                if image.failed { "true" } else { "false" },
+            ])?;
+        }
+    }
+    writer.flush()?;
+    Ok(())
 }
 
 fn pct(v: Option<f64>) -> String {
@@ -91,6 +139,9 @@ fn render(report: &EvalReport) -> String {
         report.excluded_as_training,
         report.unreadable.len()
     );
+    if let Some(n) = report.sampled_per_source {
+        let _ = writeln!(out, "sample: at most {n} images of each source scored");
+    }
     for (name, reason) in &report.unreadable {
         let _ = writeln!(out, "  unreadable: {name}: {reason}");
     }

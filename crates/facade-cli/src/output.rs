@@ -46,6 +46,7 @@ const CSV_HEADER: &[&str] = &[
     "embedding",
     "classifier",
     "sha256",
+    "warnings",
 ];
 
 impl<W: Write> RecordWriter<W> {
@@ -111,6 +112,7 @@ impl<W: Write> RecordWriter<W> {
             row.push(value.unwrap_or_default());
         }
         row.push(record.sha256.clone().unwrap_or_default());
+        row.push(record.warnings.join("; "));
         let mut csv = csv::WriterBuilder::new().from_writer(Vec::new());
         if !self.wrote_header {
             csv.write_record(CSV_HEADER)?;
@@ -157,6 +159,9 @@ impl<W: Write> RecordWriter<W> {
         )?;
         match &record.error {
             Some(err) => writeln!(self.out, "  ({err})"),
+            None if !record.warnings.is_empty() => {
+                writeln!(self.out, "  ({})", record.warnings.join("; "))
+            }
             None => writeln!(self.out),
         }
     }
@@ -182,6 +187,7 @@ mod tests {
             })],
             score: None,
             verdict: None,
+            warnings: Vec::new(),
             error: None,
         }
     }

@@ -78,6 +78,8 @@ struct Tally {
     ok: u64,
     no_face: u64,
     errors: u64,
+    /// Records carrying a warning (a truncated file), whatever their status.
+    warned: u64,
 }
 
 pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
@@ -188,6 +190,7 @@ fn write_in_order<W: Write>(
                 Status::NoFace => tally.no_face += 1,
                 Status::Error => tally.errors += 1,
             }
+            tally.warned += u64::from(!record.warnings.is_empty());
             writer.write(&record).context("writing output")?;
             progress.inc(1);
             next += 1;
@@ -202,6 +205,12 @@ fn print_summary(tally: &Tally, skipped: u64, seconds: f64) {
         "facade: scanned {total} images: {} with faces, {} no face, {} errors",
         tally.ok, tally.no_face, tally.errors
     );
+    if tally.warned > 0 {
+        line.push_str(&format!(
+            ", {} with warnings (truncated files)",
+            tally.warned
+        ));
+    }
     if skipped > 0 {
         line.push_str(&format!(" ({skipped} non-image files skipped)"));
     }

@@ -225,3 +225,78 @@ fn bad_arguments_are_usage_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("fraction"));
 }
+
+/// A file cut short still decodes (the codec fills the missing rows), so it is scanned, but
+/// its record, the CSV row and the summary say it is truncated; the whole file says nothing.
+#[test]
+fn truncated_files_are_scanned_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = std::fs::read(examples().join("astronaut-400.jpg")).unwrap();
+    let mut progressive = Vec::new();
+    let rgb = astronaut_rgb();
+    let mut encoder = jpeg_encoder::Encoder::new(&mut progressive, 90);
+    encoder.set_progressive(true);
+    encoder
+        .encode(
+            rgb.as_raw(),
+            rgb.width() as u16,
+            rgb.height() as u16,
+            jpeg_encoder::ColorType::Rgb,
+        )
+        .unwrap();
+    let mut png = Vec::new();
+    image::DynamicImage::ImageRgb8(rgb)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let files = [
+        ("whole.jpg", whole.clone()),
+        ("third.jpg", whole[..whole.len() / 3].to_vec()),
+        (
+            "tenth-progressive.jpg",
+            progressive[..progressive.len() / 10].to_vec(),
+        ),
+        ("no-end.png", png[..png.len() - 12].to_vec()),
+    ];
+    for (name, bytes) in &files {
+        std::fs::write(dir.path().join(name), bytes).unwrap();
+    }
+    let out = scan(&["--faces-only", dir.path().to_str().unwrap()]);
+    let recs = records(&out);
+    assert_eq!(recs.len(), 4, "{recs:?}");
+    assert!(find(&recs, "whole.jpg").get("warnings").is_none());
+    // JPEG decoders fill what is missing: scanned, with the warning.
+    for name in ["third.jpg", "tenth-progressive.jpg"] {
+        let r = find(&recs, name);
+        assert_ne!(r["status"], "error", "{r}");
+        let warning = r["warnings"][0].as_str().unwrap_or("");
+        assert!(warning.starts_with("truncated: "), "{name}: {r}");
+    }
+    // The PNG decoder refuses a stream that stops early: an error that says so.
+    let png = find(&recs, "no-end.png");
+    assert_eq!(png["status"], "error", "{png}");
+    assert!(
+        png["error"].as_str().unwrap().contains("truncated"),
+        "{png}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("2 with warnings"), "{stderr}");
+
+    let csv_out = scan(&[
+        "--faces-only",
+        "--format",
+        "csv",
+        dir.path().to_str().unwrap(),
+    ]);
+    let mut reader = csv::Reader::from_reader(csv_out.stdout.as_slice());
+    let column = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "warnings")
+        .expect("warnings column");
+    let warned = reader
+        .records()
+        .filter(|r| r.as_ref().unwrap()[column].starts_with("truncated: "))
+        .count();
+    assert_eq!(warned, 2);
+}

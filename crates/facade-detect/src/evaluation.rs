@@ -53,6 +53,9 @@ pub struct EvalConfig {
     /// as the peer on original images; without it the peer's formula runs on facade's own
     /// landmarks.
     pub peer_reference: Option<PathBuf>,
+    /// Score at most this many of each source's eligible images, spread evenly over the
+    /// manifest's order (a quick run; the figures of a sample move more than the whole set's).
+    pub max_per_source: Option<usize>,
     pub threads: usize,
 }
 
@@ -100,6 +103,23 @@ pub struct ConditionReport {
     pub without_largest_real_source: Option<(String, Pooled, Pooled)>,
     pub operating_point: OperatingPoint,
     pub sources: Vec<SourceReport>,
+    /// Every scored image, in manifest order (for `facade eval --scores`; not in the JSON).
+    #[serde(skip)]
+    pub images_scored: Vec<ImageScore>,
+}
+
+/// One image's scores under one condition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageScore {
+    pub name: String,
+    pub source: String,
+    pub generator: String,
+    pub fake: bool,
+    /// facade's score of the most suspicious face; `None` when no face was found or it failed.
+    pub facade: Option<f64>,
+    /// GANEyeDistance of the most confident face (lower = more suspicious).
+    pub peer_eye_distance: Option<f64>,
+    pub failed: bool,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -115,6 +135,8 @@ pub struct EvalReport {
     pub manifest: String,
     pub images_in_manifest: usize,
     pub excluded_as_training: usize,
+    /// Set when only a sample of each source was scored (`max_per_source`).
+    pub sampled_per_source: Option<usize>,
     pub unreadable: Vec<(String, String)>,
     pub peer: &'static str,
     pub conditions: Vec<ConditionReport>,
@@ -181,6 +203,9 @@ pub fn evaluate(detectors: &Detectors, config: &EvalConfig) -> Result<EvalReport
             Ok((_, bytes)) => kept.push((entry, bytes)),
         }
     }
+    if let Some(max) = config.max_per_source {
+        kept = spread_sample_per_source(kept, max, |(entry, _)| entry.source.as_str());
+    }
 
     let threshold = detectors.threshold(config.fpr);
     let mut conditions = Vec::new();
@@ -198,14 +223,28 @@ pub fn evaluate(detectors: &Detectors, config: &EvalConfig) -> Result<EvalReport
         });
         let sources: Vec<&str> = kept.iter().map(|(e, _)| e.source.as_str()).collect();
         let labels: Vec<bool> = kept.iter().map(|(e, _)| e.fake).collect();
-        conditions.push(condition_report(
-            condition, &scored, &sources, &labels, threshold, config.fpr,
-        ));
+        let mut report =
+            condition_report(condition, &scored, &sources, &labels, threshold, config.fpr);
+        report.images_scored = kept
+            .iter()
+            .zip(&scored)
+            .map(|((entry, _), s)| ImageScore {
+                name: entry.name.clone(),
+                source: entry.source.clone(),
+                generator: entry.generator.clone(),
+                fake: entry.fake,
+                facade: s.facade,
+                peer_eye_distance: s.eye_distance,
+                failed: s.failed,
+            })
+            .collect();
+        conditions.push(report);
     }
     Ok(EvalReport {
         manifest: config.manifest.display().to_string(),
         images_in_manifest: entries.len(),
         excluded_as_training: excluded,
+        sampled_per_source: config.max_per_source,
         unreadable,
         peer: if peer_reference.is_some() {
             "GANEyeDistance: facenet-pytorch reference values on original images; the same formula on facade's landmarks on degraded images"
@@ -214,6 +253,31 @@ pub fn evaluate(detectors: &Detectors, config: &EvalConfig) -> Result<EvalReport
         },
         conditions,
     })
+}
+
+/// At most `max` items of each source, taken at even steps through the source's items (so a
+/// sample covers a source's whole manifest, not its first folder), in their original order.
+fn spread_sample_per_source<T>(items: Vec<T>, max: usize, source: impl Fn(&T) -> &str) -> Vec<T> {
+    let mut totals: HashMap<String, usize> = HashMap::new();
+    for item in &items {
+        *totals.entry(source(item).to_owned()).or_default() += 1;
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut taken: HashMap<String, usize> = HashMap::new();
+    let mut out = Vec::new();
+    for item in items {
+        let name = source(&item).to_owned();
+        let total = totals[&name];
+        let index = seen.entry(name.clone()).or_default();
+        let have = taken.entry(name).or_default();
+        // Take item `index` when it is the first at or past the next even step.
+        if *have < max && *index * max >= *have * total {
+            out.push(item);
+            *have += 1;
+        }
+        *index += 1;
+    }
+    out
 }
 
 /// The scan's path for one image: decode, (degrade), detect, score every face.
@@ -393,5 +457,24 @@ fn condition_report(
             tpr: rate_above(&all_fakes, threshold),
         },
         sources: source_reports,
+        images_scored: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_source_sample_spreads_over_each_source_and_keeps_order() {
+        let items: Vec<(usize, &str)> = (0..100)
+            .map(|i| (i, "a"))
+            .chain((100..103).map(|i| (i, "b")))
+            .collect();
+        let sample = spread_sample_per_source(items, 10, |(_, s)| s);
+        let a: Vec<usize> = sample.iter().filter(|x| x.1 == "a").map(|x| x.0).collect();
+        assert_eq!(a, (0..100).step_by(10).collect::<Vec<_>>());
+        let b: Vec<usize> = sample.iter().filter(|x| x.1 == "b").map(|x| x.0).collect();
+        assert_eq!(b, vec![100, 101, 102], "a small source is kept whole");
     }
 }

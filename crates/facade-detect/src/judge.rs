@@ -139,8 +139,10 @@ impl Judge {
         limits: &DecodeLimits,
     ) -> Result<Scanned, Box<Record>> {
         let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<Scanned, String> {
-            let image = decode(bytes, limits).map_err(|e| e.to_string())?.image;
-            let (record, judgement) = self.record_image(name, &image)?;
+            let decoded = decode(bytes, limits).map_err(|e| e.to_string())?;
+            let image = decoded.image;
+            let (mut record, judgement) = self.record_image(name, &image)?;
+            record.warnings = decoded.warnings;
             Ok(Scanned {
                 record,
                 image,
@@ -199,6 +201,7 @@ impl Judge {
             height: Some(image.height()),
             score: judged.score,
             verdict: judged.verdict,
+            warnings: Vec::new(),
             faces,
             error: None,
         };

@@ -128,6 +128,11 @@ pub struct Record {
     pub score: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verdict: Option<Verdict>,
+    /// What makes the result less than whole (`truncated: …`: the file ends before its image
+    /// does, so part of the picture the detectors saw is the decoder's filler). Absent when
+    /// empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     pub faces: Vec<FaceRecord>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -143,6 +148,7 @@ impl Record {
             height: None,
             score: None,
             verdict: None,
+            warnings: Vec::new(),
             faces: Vec::new(),
             error: Some(error),
         }

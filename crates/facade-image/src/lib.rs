@@ -12,6 +12,8 @@
 //! - **One pixel model**: greyscale, 16-bit, CMYK and alpha images all become 8-bit RGB
 //!   (transparent pixels composited over white, as a browser shows them), and the EXIF
 //!   orientation of JPEG/WebP/TIFF files is applied, so landmarks match what a person sees.
+//! - **Partial files are named**: a file cut short that still decodes (the codec fills the
+//!   missing rows) carries a `truncated: …` warning from [`completeness::truncation`].
 //! - **Errors say what was wrong** ([`DecodeError`]) and a panic inside a codec is caught and
 //!   reported as an error for that one image, never propagated.
 //!
@@ -28,6 +30,7 @@
 //! assert_eq!((decoded.image.width(), decoded.image.height()), (4, 3));
 //! ```
 
+pub mod completeness;
 pub mod fixtures;
 pub mod perceptual;
 pub mod resample;
@@ -151,6 +154,9 @@ pub enum DecodeError {
 pub struct Decoded {
     pub image: RgbImage,
     pub format: Format,
+    /// What an analyst must know before trusting the pixels, e.g. `truncated: …` when the
+    /// file ends before its image does (the decoder filled the rest). Empty for whole files.
+    pub warnings: Vec<String>,
 }
 
 /// Recognises an image container by its first bytes.
@@ -209,6 +215,9 @@ fn decode_as(bytes: &[u8], format: Format, limits: &DecodeLimits) -> Result<Deco
     Ok(Decoded {
         image: to_rgb_over_white(image),
         format,
+        warnings: completeness::truncation(bytes, format)
+            .into_iter()
+            .collect(),
     })
 }
 

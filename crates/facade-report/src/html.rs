@@ -42,7 +42,7 @@ table{border-collapse:collapse;font-size:.85rem}th,td{text-align:left;padding:.2
 th{color:#5f6b7a;font-weight:500}.muted{color:#5f6b7a}.ai{color:#b3261e;font-weight:600}.real{color:#1b6e3a;font-weight:600}\
 .row{display:flex;flex-wrap:wrap;gap:1.5rem;align-items:flex-start}.composite{width:256px;height:256px}\
 .faces-over{max-width:420px;max-height:420px}.chart{width:100%;max-width:640px}.thumb{width:48px;height:48px;object-fit:cover;border-radius:3px;vertical-align:middle}\
-.bar{display:inline-block;height:.7em;background:#3d5a80;vertical-align:middle}.bar.neg{background:#2a9d8f}";
+.bar{display:inline-block;height:.7em;background:#3d5a80;vertical-align:middle}.bar.neg{background:#2a9d8f}.warn{color:#8a5300;font-weight:600}";
 
 pub fn page(title: &str, intro: &str, body: &str) -> String {
     format!(
@@ -280,6 +280,9 @@ pub fn image_section(picture: &Picture) -> String {
         faces = record.faces.len(),
         sha = escape(record.sha256.as_deref().unwrap_or("")),
     );
+    for warning in &record.warnings {
+        let _ = write!(html, "<p class=\"warn\">Warning: {}</p>", escape(warning));
+    }
     for (i, face) in record.faces.iter().enumerate() {
         let Some(evidence) = &face.evidence else {
             continue;
