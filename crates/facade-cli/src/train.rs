@@ -27,6 +27,12 @@ pub struct TrainArgs {
           value_parser = clap::value_parser!(u16)
               .range(1..=facade_detect::classifier::MAX_MEMBERS as i64))]
     classifiers: u16,
+    /// Width of each classifier: every convolution N times as wide as the 75-thousand-weight
+    /// network (N² times its multiply-adds).
+    #[arg(long, default_value_t = facade_detect::training::DEFAULT_CLASSIFIER_WIDTH as u16,
+          value_parser = clap::value_parser!(u16)
+              .range(1..=facade_detect::classifier::MAX_WIDTH as i64))]
+    classifier_width: u16,
     /// Faces drawn per epoch.
     #[arg(long, default_value_t = 4096)]
     samples_per_epoch: usize,
@@ -51,6 +57,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     config.seed = args.seed;
     config.epochs = args.epochs;
     config.classifiers = usize::from(args.classifiers);
+    config.classifier_width = usize::from(args.classifier_width);
     config.samples_per_epoch = args.samples_per_epoch;
     config.variants = args.variants;
     config.holdout_sources = args.holdout_sources;

@@ -4,6 +4,7 @@
 //! `cargo bench -p facade-detect --bench classifier_step`. `facade train` also raises glibc's
 //! mmap threshold (see facade-cli's train.rs); to time the step as training runs it, set
 //! `MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=268435456`.
+//! `FACADE_CLASSIFIER_WIDTH=N` times the network at width N (default: training's default).
 
 use std::time::Instant;
 
@@ -13,12 +14,20 @@ use facade_detect::align::CROP_SIDE;
 use facade_detect::classifier::{crops_to_tensor, FaceClassifier};
 
 const BATCH: usize = 64;
+
+fn width() -> usize {
+    std::env::var("FACADE_CLASSIFIER_WIDTH")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(facade_detect::training::DEFAULT_CLASSIFIER_WIDTH)
+}
 const STEPS: usize = 20;
 
 fn main() -> candle_core::Result<()> {
     let map = VarMap::new();
     let net = FaceClassifier::new(
         VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu).pp("classifier"),
+        width(),
     )?;
     let crop: Vec<u8> = (0..3 * CROP_SIDE * CROP_SIDE)
         .map(|i| (i * 7 % 251) as u8)
@@ -30,6 +39,9 @@ fn main() -> candle_core::Result<()> {
         net.forward(&x)?.sqr()?.mean_all()?.backward()?;
     }
     let per_face = started.elapsed().as_secs_f64() * 1e3 / (STEPS * BATCH) as f64;
-    println!("classifier training step: {per_face:.2} ms per face (forward + backward)");
+    println!(
+        "classifier training step, width {}: {per_face:.2} ms per face (forward + backward)",
+        width()
+    );
     Ok(())
 }

@@ -21,8 +21,24 @@ use candle_nn::{conv2d, linear, Conv2d, Conv2dConfig, Linear, VarBuilder};
 
 use crate::align::CROP_SIDE;
 
-/// Channels of the four convolutions.
+/// Channels of the input and the four convolutions at width 1.
 pub const CHANNELS: [usize; 5] = [3, 16, 32, 64, 64];
+
+/// Widest network a model may ask for (width 4: about 1.2 million weights, 16× the
+/// multiply-adds of width 1).
+pub const MAX_WIDTH: usize = 4;
+
+/// The channels at `width` (every convolution `width` times as wide as at width 1).
+pub fn channels(width: usize) -> [usize; 5] {
+    let w = width.clamp(1, MAX_WIDTH);
+    [
+        CHANNELS[0],
+        CHANNELS[1] * w,
+        CHANNELS[2] * w,
+        CHANNELS[3] * w,
+        CHANNELS[4] * w,
+    ]
+}
 
 /// The classifier network.
 #[derive(Debug, Clone)]
@@ -32,23 +48,25 @@ pub struct FaceClassifier {
 }
 
 impl FaceClassifier {
-    pub fn new(vb: VarBuilder) -> Result<FaceClassifier> {
+    /// The network at `width` (1: the 75-thousand-weight network; see [`channels`]).
+    pub fn new(vb: VarBuilder, width: usize) -> Result<FaceClassifier> {
         let config = Conv2dConfig {
             padding: 1,
             ..Default::default()
         };
+        let channels = channels(width);
         let convs = (0..4)
             .map(|i| {
                 conv2d(
-                    CHANNELS[i],
-                    CHANNELS[i + 1],
+                    channels[i],
+                    channels[i + 1],
                     3,
                     config,
                     vb.pp(format!("conv{i}")),
                 )
             })
             .collect::<Result<Vec<_>>>()?;
-        let head = linear(CHANNELS[4], 1, vb.pp("head"))?;
+        let head = linear(channels[4], 1, vb.pp("head"))?;
         Ok(FaceClassifier { convs, head })
     }
 
@@ -110,10 +128,10 @@ impl ClassifierEnsemble {
         ClassifierEnsemble { members }
     }
 
-    /// Loads `count` members stored under [`member_prefix`] names.
-    pub fn load(vb: &VarBuilder, count: usize) -> Result<ClassifierEnsemble> {
+    /// Loads `count` members of `width` stored under [`member_prefix`] names.
+    pub fn load(vb: &VarBuilder, count: usize, width: usize) -> Result<ClassifierEnsemble> {
         let members = (0..count)
-            .map(|i| FaceClassifier::new(vb.pp(member_prefix(i))))
+            .map(|i| FaceClassifier::new(vb.pp(member_prefix(i)), width))
             .collect::<Result<Vec<_>>>()?;
         Ok(ClassifierEnsemble { members })
     }
@@ -280,7 +298,7 @@ mod tests {
     fn fresh_network() -> (VarMap, FaceClassifier) {
         let map = VarMap::new();
         let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
-        let net = FaceClassifier::new(vb.pp("classifier")).expect("build");
+        let net = FaceClassifier::new(vb.pp("classifier"), 1).expect("build");
         (map, net)
     }
 
@@ -310,10 +328,26 @@ mod tests {
     }
 
     #[test]
+    fn a_wider_network_has_wider_convolutions_and_the_same_output() {
+        let map = VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+        let net = FaceClassifier::new(vb.pp("classifier"), 2).expect("build");
+        let crop = patterned_crop(7, 251);
+        let x = crops_to_tensor(&[&crop], &[false], &Device::Cpu).expect("batch");
+        assert_eq!(net.forward(&x).expect("forward").dims(), &[1]);
+        let data = map.data().lock().expect("lock");
+        let conv0 = data["classifier.conv0.weight"].dims().to_vec();
+        assert_eq!(conv0, vec![32, 3, 3, 3]);
+        let head = data["classifier.head.weight"].dims().to_vec();
+        assert_eq!(head, vec![1, 128]);
+        assert_eq!(channels(9), channels(MAX_WIDTH), "width is capped");
+    }
+
+    #[test]
     fn an_ensemble_answers_the_mean_of_its_members_and_loads_them_by_name() {
         let map = VarMap::new();
         let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
-        let ensemble = ClassifierEnsemble::load(&vb, 2).expect("build");
+        let ensemble = ClassifierEnsemble::load(&vb, 2, 1).expect("build");
         let crops = [patterned_crop(7, 251), patterned_crop(13, 199)];
         let crops: Vec<&[u8]> = crops.iter().map(Vec::as_slice).collect();
         let each: Vec<Vec<f32>> = ensemble

@@ -21,7 +21,7 @@ use facade_image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use crate::align::{aligned_crop, Jitter, CROP_SIDE};
-use crate::classifier::{ClassifierEnsemble, MAX_MEMBERS};
+use crate::classifier::{ClassifierEnsemble, MAX_MEMBERS, MAX_WIDTH};
 use crate::embedding::{frame_thumbnail, FrameEmbedding, COMPONENTS, FRAME_SIDE};
 use crate::fusion::{threshold_for_fpr, Contribution, Fusion, Raw};
 use crate::geometry::{normalized_landmarks, GeometryModel};
@@ -122,7 +122,11 @@ impl Detectors {
         };
         let parameters: Parameters = serde_json::from_str(parameters)?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)?;
-        let classifier = ClassifierEnsemble::load(&vb, classifier_members(&parameters)?)?;
+        let classifier = ClassifierEnsemble::load(
+            &vb,
+            classifier_members(&parameters)?,
+            classifier_width(&parameters)?,
+        )?;
         let dim = FRAME_SIDE * FRAME_SIDE;
         let embedding = FrameEmbedding {
             mean: vb.get(dim, "embedding.mean")?.to_vec1()?,
@@ -279,6 +283,23 @@ impl Detectors {
             score: self.parameters.fusion.probability(raw),
             evidence: self.parameters.fusion.contributions(raw),
         }
+    }
+}
+
+/// The width of the classifiers the model's record names; models from before widths were
+/// chosen have width 1 and do not record it.
+fn classifier_width(parameters: &Parameters) -> Result<usize, ModelError> {
+    let recorded = parameters.training.get("classifier_width");
+    let width = match recorded {
+        None => Some(1),
+        Some(v) => v.as_u64().and_then(|n| usize::try_from(n).ok()),
+    };
+    match width {
+        Some(n) if (1..=MAX_WIDTH).contains(&n) => Ok(n),
+        _ => Err(ModelError::Inconsistent(format!(
+            "classifier_width must be 1 to {MAX_WIDTH}, the model records {}",
+            recorded.map_or_else(String::new, |v| v.to_string())
+        ))),
     }
 }
 

@@ -63,6 +63,9 @@ pub const DEFAULT_EPOCHS: usize = 48;
 /// forward pass per scanned face).
 pub const DEFAULT_CLASSIFIERS: usize = 3;
 
+/// The classifiers' width (see [`crate::classifier::channels`]).
+pub const DEFAULT_CLASSIFIER_WIDTH: usize = 1;
+
 /// What to train on and how.
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
@@ -71,6 +74,8 @@ pub struct TrainConfig {
     pub epochs: usize,
     /// Classifiers to train and average; the first uses `seed` itself.
     pub classifiers: usize,
+    /// Width of each classifier (1 to [`crate::classifier::MAX_WIDTH`]).
+    pub classifier_width: usize,
     pub samples_per_epoch: usize,
     /// Degraded copies of each training image (calibration images get one).
     pub variants: usize,
@@ -88,6 +93,7 @@ impl TrainConfig {
             seed: 2026,
             epochs: DEFAULT_EPOCHS,
             classifiers: DEFAULT_CLASSIFIERS,
+            classifier_width: DEFAULT_CLASSIFIER_WIDTH,
             samples_per_epoch: 4096,
             variants: 3,
             holdout_sources: Vec::new(),
@@ -258,6 +264,7 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
             "crop_side": crate::align::CROP_SIDE,
             "epochs": config.epochs,
             "classifier_members": seeds.len(),
+            "classifier_width": config.classifier_width,
             "classifier_seeds": seeds,
             "classifier_calibration_auc_per_member": member_aucs,
             "samples_per_epoch": config.samples_per_epoch,
@@ -520,6 +527,7 @@ fn train_classifier(
     let varmap = VarMap::new();
     let classifier = FaceClassifier::new(
         VarBuilder::from_varmap(&varmap, DType::F32, &device).pp(member_prefix(member)),
+        config.classifier_width,
     )?;
     let mut rng = ChaCha8Rng::seed_from_u64(member_seed(config.seed, member));
     seeded_init(&varmap, &mut rng)?;
