@@ -56,41 +56,62 @@ fn rate(v: &Value) -> f64 {
     v.as_f64().unwrap_or(f64::NAN)
 }
 
+/// Held-out images scored per source by the regression guard: an even sample of each source's
+/// held-out fold, so the test fits CI's time on the 14,000-image set (the README's figures come
+/// from the whole fold).
+const GUARD_PER_SOURCE: &str = "100";
+
 /// Held-out figures through the real binary, as regression guards. They sit at what the
-/// committed model measures (README, "Measured") minus a margin, not at the targets:
-/// StyleGAN TPR at FPR 1% is 92–94% (target 99%), Stable Diffusion 73–74% (target 90%), and
-/// the 20 held-out FFHQ photographs are flagged 45–50% of the time (target at most 10%).
+/// committed model measures on this sample (README, "Measured") minus a margin, not at the
+/// issue's targets: on this sample (1,091 images) the committed model measures pooled AUC
+/// 0.920 / 0.918 (original / 200 px), TPR at FPR 1% 34% / 33%, StyleGAN sources AUC
+/// 0.931–0.965, Stable Diffusion AUC 0.784 / 0.770 (peer 0.278 / 0.269), and flags 0–3% of
+/// each real source (FFHQ forms 2–5%) at the pooled 1% threshold.
 #[test]
 fn held_out_figures_do_not_regress() {
     let manifest = shared_manifest();
-    let report = eval_json(&["--manifest".as_ref(), manifest.as_os_str()]);
-    assert!(report["excluded_as_training"].as_u64().unwrap_or(0) > 2000);
+    let report = eval_json(&[
+        "--manifest".as_ref(),
+        manifest.as_os_str(),
+        "--max-per-source".as_ref(),
+        GUARD_PER_SOURCE.as_ref(),
+    ]);
+    assert!(report["excluded_as_training"].as_u64().unwrap_or(0) > 9000);
+    assert_eq!(report["sampled_per_source"], 100);
     let conditions = report["conditions"].as_array().expect("conditions");
     assert_eq!(conditions.len(), 2);
     assert_eq!(conditions[0]["condition"], "original");
     for condition in conditions {
+        let facade = &condition["facade"];
+        assert!(rate(&facade["auc"]) >= 0.90, "{facade}");
+        assert!(rate(&facade["tpr_at_fpr_1pct"]) >= 0.25, "{facade}");
         assert!(
-            rate(&condition["facade"]["auc"]) >= 0.97,
-            "{}",
-            condition["facade"]
+            rate(&facade["auc"]) > rate(&condition["peer"]["auc"]) + 0.1,
+            "{condition}"
         );
-        for stylegan in ["tpdne-junguler", "boredhumans"] {
+        for stylegan in [
+            "tpdne-junguler",
+            "boredhumans",
+            "tpdne-128",
+            "stylegan1-140k",
+        ] {
             let s = source(condition, stylegan, "fake");
-            assert!(
-                rate(&s["facade"]["rate_at_fpr_1pct"]) >= 0.80,
-                "{stylegan}: {s}"
-            );
+            assert!(rate(&s["facade"]["auc"]) >= 0.90, "{stylegan}: {s}");
         }
         let sd = source(condition, "sdfd", "fake");
-        assert!(rate(&sd["facade"]["auc"]) >= 0.93, "{sd}");
+        assert!(rate(&sd["facade"]["auc"]) >= 0.72, "{sd}");
         // Ahead of GANEyeDistance where it matters most: the generator it cannot see.
         assert!(
-            rate(&sd["facade"]["auc"]) > rate(&sd["peer"]["auc"]) + 0.2,
+            rate(&sd["facade"]["auc"]) > rate(&sd["peer"]["auc"]) + 0.3,
             "{sd}"
         );
-        for real in ["congress", "utkface"] {
+        for real in ["congress", "utkface", "celeba-256", "flickr-portraits"] {
             let s = source(condition, real, "real");
             assert!(rate(&s["facade"]["rate_at_fpr_1pct"]) <= 0.02, "{s}");
+        }
+        for ffhq in ["ffhq-128", "ffhq-256"] {
+            let s = source(condition, ffhq, "real");
+            assert!(rate(&s["facade"]["rate_at_fpr_1pct"]) <= 0.08, "{s}");
         }
     }
 }
@@ -157,12 +178,14 @@ fn scan_scores_held_out_fakes_and_reals() {
             .filter(|r| r["verdict"] == verdict)
             .count()
     };
+    // The operating point (1% of the calibration reals, FFHQ photographs among them) flags
+    // about half of the held-out thispersondoesnotexist originals; six of these ten.
     assert!(
-        verdicts(0..fakes.len(), "ai") >= 9,
+        verdicts(0..fakes.len(), "ai") >= 5,
         "StyleGAN fakes flagged"
     );
-    // At the operating point about 1% of congress portraits are flagged (2 of the 219
-    // held out); one of them, bio_guide_008474, is among these ten, and one has no face found.
+    // No held-out congress portrait is flagged at the operating point; one of these ten has
+    // no face found.
     assert!(
         verdicts(fakes.len()..records.len(), "ai") <= 1,
         "portraits flagged"

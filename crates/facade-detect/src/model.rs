@@ -319,3 +319,33 @@ fn classifier_members(parameters: &Parameters) -> Result<usize, ModelError> {
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// FFHQ photographs are aligned exactly as StyleGAN output is, so perfect StyleGAN
+    /// alignment must not flag a face by itself: with the landmarks at the StyleGAN mean and
+    /// the classifier and the embedding at their calibration means (where they contribute
+    /// nothing to the log-odds), the built-in model's score stays below the 1% operating point.
+    #[test]
+    fn alignment_alone_does_not_flag_a_face() {
+        let model = Detectors::embedded().expect("built-in model");
+        let fusion = &model.parameters().fusion;
+        let aligned_undecided = Raw {
+            geometry: 0.0,
+            embedding: fusion.feature_mean[1].exp() as f32,
+            classifier: fusion.feature_mean[2] as f32,
+        };
+        let scored = model.fuse(&aligned_undecided);
+        for c in &scored.evidence[1..] {
+            assert!(c.log_odds.abs() < 1e-4, "{c:?}");
+        }
+        let threshold = model.threshold(0.01);
+        assert!(
+            scored.score <= threshold,
+            "alignment alone scores {:.4}, above the 1% operating point {threshold:.4}",
+            scored.score
+        );
+    }
+}
