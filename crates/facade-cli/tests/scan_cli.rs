@@ -40,14 +40,22 @@ fn astronaut_rgb() -> image::RgbImage {
 fn exif_rotated_jpeg(upright: &image::RgbImage) -> Vec<u8> {
     let stored = image::imageops::rotate270(upright);
     let exif = facade_image::fixtures::exif_orientation(6);
+    encode_jpeg(&stored, false, Some(&exif))
+}
+
+/// `pixels` as a JPEG (quality 92), baseline or progressive, with an APP1 segment if given.
+fn encode_jpeg(pixels: &image::RgbImage, progressive: bool, app1: Option<&[u8]>) -> Vec<u8> {
     let mut out = Vec::new();
     let mut encoder = jpeg_encoder::Encoder::new(&mut out, 92);
-    encoder.add_app_segment(1, &exif).unwrap();
+    encoder.set_progressive(progressive);
+    if let Some(data) = app1 {
+        encoder.add_app_segment(1, data).unwrap();
+    }
     encoder
         .encode(
-            stored.as_raw(),
-            stored.width() as u16,
-            stored.height() as u16,
+            pixels.as_raw(),
+            pixels.width() as u16,
+            pixels.height() as u16,
             jpeg_encoder::ColorType::Rgb,
         )
         .unwrap();
@@ -232,18 +240,8 @@ fn bad_arguments_are_usage_errors() {
 fn truncated_files_are_scanned_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();
     let whole = std::fs::read(examples().join("astronaut-400.jpg")).unwrap();
-    let mut progressive = Vec::new();
     let rgb = astronaut_rgb();
-    let mut encoder = jpeg_encoder::Encoder::new(&mut progressive, 90);
-    encoder.set_progressive(true);
-    encoder
-        .encode(
-            rgb.as_raw(),
-            rgb.width() as u16,
-            rgb.height() as u16,
-            jpeg_encoder::ColorType::Rgb,
-        )
-        .unwrap();
+    let progressive = encode_jpeg(&rgb, true, None);
     let mut png = Vec::new();
     image::DynamicImage::ImageRgb8(rgb)
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)

@@ -289,32 +289,26 @@ impl Detectors {
 /// The width of the classifiers the model's record names; models from before widths were
 /// chosen have width 1 and do not record it.
 fn classifier_width(parameters: &Parameters) -> Result<usize, ModelError> {
-    let recorded = parameters.training.get("classifier_width");
-    let width = match recorded {
-        None => Some(1),
-        Some(v) => v.as_u64().and_then(|n| usize::try_from(n).ok()),
-    };
-    match width {
-        Some(n) if (1..=MAX_WIDTH).contains(&n) => Ok(n),
-        _ => Err(ModelError::Inconsistent(format!(
-            "classifier_width must be 1 to {MAX_WIDTH}, the model records {}",
-            recorded.map_or_else(String::new, |v| v.to_string())
-        ))),
-    }
+    recorded_size(parameters, "classifier_width", MAX_WIDTH)
 }
 
 /// The number of classifiers the model's record names; models from before ensembles had one
 /// and do not record it.
 fn classifier_members(parameters: &Parameters) -> Result<usize, ModelError> {
-    let recorded = parameters.training.get("classifier_members");
-    let count = match recorded {
+    recorded_size(parameters, "classifier_members", MAX_MEMBERS)
+}
+
+/// A size the training record names, 1 to `max`; 1 when the record predates the field.
+fn recorded_size(parameters: &Parameters, field: &str, max: usize) -> Result<usize, ModelError> {
+    let recorded = parameters.training.get(field);
+    let size = match recorded {
         None => Some(1),
         Some(v) => v.as_u64().and_then(|n| usize::try_from(n).ok()),
     };
-    match count {
-        Some(n) if (1..=MAX_MEMBERS).contains(&n) => Ok(n),
+    match size {
+        Some(n) if (1..=max).contains(&n) => Ok(n),
         _ => Err(ModelError::Inconsistent(format!(
-            "classifier_members must be 1 to {MAX_MEMBERS}, the model records {}",
+            "{field} must be 1 to {max}, the model records {}",
             recorded.map_or_else(String::new, |v| v.to_string())
         ))),
     }

@@ -123,6 +123,15 @@ mod tests {
         out
     }
 
+    /// The containers the `image` crate can write, with facade's name for each.
+    const ENCODABLE: [(image::ImageFormat, Format); 5] = [
+        (image::ImageFormat::Jpeg, Format::Jpeg),
+        (image::ImageFormat::Png, Format::Png),
+        (image::ImageFormat::WebP, Format::WebP),
+        (image::ImageFormat::Bmp, Format::Bmp),
+        (image::ImageFormat::Gif, Format::Gif),
+    ];
+
     fn encoded(format: image::ImageFormat) -> Vec<u8> {
         let img = image::RgbImage::from_fn(64, 48, |x, y| {
             image::Rgb([(x * 4) as u8, (y * 5) as u8, ((x + y) * 2) as u8])
@@ -136,13 +145,7 @@ mod tests {
 
     #[test]
     fn whole_files_carry_no_warning() {
-        for (format, kind) in [
-            (image::ImageFormat::Jpeg, Format::Jpeg),
-            (image::ImageFormat::Png, Format::Png),
-            (image::ImageFormat::WebP, Format::WebP),
-            (image::ImageFormat::Bmp, Format::Bmp),
-            (image::ImageFormat::Gif, Format::Gif),
-        ] {
+        for (format, kind) in ENCODABLE {
             let bytes = encoded(format);
             assert_eq!(truncation(&bytes, kind), None, "{kind:?}");
         }
@@ -152,13 +155,7 @@ mod tests {
 
     #[test]
     fn files_cut_short_are_named_truncated() {
-        for (format, kind) in [
-            (image::ImageFormat::Jpeg, Format::Jpeg),
-            (image::ImageFormat::Png, Format::Png),
-            (image::ImageFormat::WebP, Format::WebP),
-            (image::ImageFormat::Bmp, Format::Bmp),
-            (image::ImageFormat::Gif, Format::Gif),
-        ] {
+        for (format, kind) in ENCODABLE {
             let bytes = encoded(format);
             for keep in [bytes.len() / 3, bytes.len() - 1] {
                 let reason = truncation(&bytes[..keep], kind)
