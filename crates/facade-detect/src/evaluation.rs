@@ -262,22 +262,21 @@ fn spread_sample_per_source<T>(items: Vec<T>, max: usize, source: impl Fn(&T) ->
     for item in &items {
         *totals.entry(source(item).to_owned()).or_default() += 1;
     }
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    let mut taken: HashMap<String, usize> = HashMap::new();
-    let mut out = Vec::new();
-    for item in items {
-        let name = source(&item).to_owned();
-        let total = totals[&name];
-        let index = seen.entry(name.clone()).or_default();
-        let have = taken.entry(name).or_default();
-        // Take item `index` when it is the first at or past the next even step.
-        if *have < max && *index * max >= *have * total {
-            out.push(item);
-            *have += 1;
-        }
-        *index += 1;
-    }
-    out
+    // Per source: how many items were seen and how many taken so far.
+    let mut progress: HashMap<String, (usize, usize)> = HashMap::new();
+    items
+        .into_iter()
+        .filter(|item| {
+            let name = source(item);
+            let total = totals[name];
+            let (index, taken) = progress.entry(name.to_owned()).or_default();
+            // Take the item when it is the first at or past the next even step.
+            let take = *taken < max && *index * max >= *taken * total;
+            *index += 1;
+            *taken += usize::from(take);
+            take
+        })
+        .collect()
 }
 
 /// The scan's path for one image: decode, (degrade), detect, score every face.
