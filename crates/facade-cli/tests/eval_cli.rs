@@ -69,6 +69,11 @@ const GUARD_PER_SOURCE: &str = "100";
 /// each real source (FFHQ forms 2–5%) at the pooled 1% threshold.
 #[test]
 fn held_out_figures_do_not_regress() {
+    let Some(_faces) =
+        facade_image::fixtures::shared_faces_or_skip("held_out_figures_do_not_regress")
+    else {
+        return;
+    };
     let manifest = shared_manifest();
     let report = eval_json(&[
         "--manifest".as_ref(),
@@ -118,6 +123,11 @@ fn held_out_figures_do_not_regress() {
 
 #[test]
 fn eval_refuses_training_images_unless_told() {
+    let Some(_faces) =
+        facade_image::fixtures::shared_faces_or_skip("eval_refuses_training_images_unless_told")
+    else {
+        return;
+    };
     let train = in_fold(Fold::Train, None, 6);
     let dir = tempfile::tempdir().expect("dir");
     let mut text = String::from("path,label,source,generator\n");
@@ -148,6 +158,11 @@ fn eval_refuses_training_images_unless_told() {
 
 #[test]
 fn scan_scores_held_out_fakes_and_reals() {
+    let Some(_faces) =
+        facade_image::fixtures::shared_faces_or_skip("scan_scores_held_out_fakes_and_reals")
+    else {
+        return;
+    };
     let held_out = |source: &str| -> Vec<PathBuf> {
         in_fold(Fold::Test, Some(source), 10)
             .into_iter()

@@ -98,22 +98,31 @@ fn simulated_networks_are_recovered_and_exported() {
     assert!(gexf.contains(r#"title="network_score""#));
 }
 
-/// The peer's python, installing it (PyPI) on first use.
-fn toolkit_python() -> PathBuf {
-    if let Some(python) = std::env::var_os("FACADE_TOOLKIT_PYTHON") {
-        return python.into();
+/// The peer's python, installing it (PyPI) on first use; `None` (after
+/// [`skip_unless_ci`](facade_image::fixtures::skip_unless_ci)) when it cannot be installed.
+fn toolkit_python() -> Option<PathBuf> {
+    if let Some(python) = std::env::var_os("FACADE_TOOLKIT_PYTHON").filter(|p| !p.is_empty()) {
+        return Some(python.into());
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let output = Command::new("bash")
         .arg(root.join("bench/setup-toolkit.sh"))
         .output()
         .expect("bash runs");
-    assert!(
-        output.status.success(),
-        "installing coordination-network-toolkit 1.5.2 failed (needs python3 and PyPI):\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
+    if !output.status.success() {
+        facade_image::fixtures::skip_unless_ci(
+            "co_tweet_retweet_and_link_edges_equal_the_qut_toolkit",
+            &format!(
+                "installing coordination-network-toolkit 1.5.2 failed (needs python3 and PyPI):\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            ),
+            "run bash bench/setup-toolkit.sh where python3 can reach PyPI",
+        );
+        return None;
+    }
+    Some(PathBuf::from(
+        String::from_utf8(output.stdout).unwrap().trim(),
+    ))
 }
 
 fn edges(path: &Path) -> BTreeMap<(String, String, String), u64> {
@@ -132,6 +141,9 @@ fn edges(path: &Path) -> BTreeMap<(String, String, String), u64> {
 
 #[test]
 fn co_tweet_retweet_and_link_edges_equal_the_qut_toolkit() {
+    let Some(python) = toolkit_python() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let (sim, out) = (dir.path().join("sim"), dir.path().join("out"));
     run_ok(
@@ -182,7 +194,7 @@ fn co_tweet_retweet_and_link_edges_equal_the_qut_toolkit() {
             .arg(&out),
     );
     let toolkit_csv = dir.path().join("toolkit.csv");
-    let status = Command::new(toolkit_python())
+    let status = Command::new(&python)
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/toolkit_edges.py"))
         .arg(&posts)
         .arg(&toolkit_csv)
@@ -347,7 +359,11 @@ fn jsonl_export_is_read_and_a_missing_file_is_a_clear_error() {
 /// accounts links them (shared-face) even without a single coordinated post.
 #[test]
 fn profile_pictures_are_scanned_and_a_reused_face_links_accounts() {
-    let faces = facade_detect::dataset::shared_faces_dir();
+    let Some(faces) = facade_image::fixtures::shared_faces_or_skip(
+        "profile_pictures_are_scanned_and_a_reused_face_links_accounts",
+    ) else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let images = dir.path().join("images");
     std::fs::create_dir(&images).unwrap();

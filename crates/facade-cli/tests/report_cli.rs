@@ -32,7 +32,11 @@ fn export(dir: &Path, groups: &[(&str, Vec<PathBuf>)]) -> (PathBuf, PathBuf) {
 
 #[test]
 fn a_report_shows_the_composite_with_stylegan_eyes_lined_up() {
-    let faces = facade_detect::dataset::shared_faces_dir();
+    let Some(faces) = facade_image::fixtures::shared_faces_or_skip(
+        "a_report_shows_the_composite_with_stylegan_eyes_lined_up",
+    ) else {
+        return;
+    };
     let pick = |folder: &str, n: usize| -> Vec<PathBuf> {
         let mut files: Vec<PathBuf> = std::fs::read_dir(faces.join(folder))
             .unwrap()

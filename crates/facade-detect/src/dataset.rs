@@ -91,13 +91,10 @@ pub fn read_manifest(path: &Path) -> Result<Vec<Entry>, DatasetError> {
 }
 
 /// The shared labelled face set that tests and benchmarks read: `$FACADE_SHARED_DIR/faces`,
-/// or `shared/faces` beside the workspace. Panics, with the reason, when it is missing: a test
-/// that needs it must fail rather than pass vacuously.
+/// or `shared/faces` beside the workspace. Panics, with the reason, when it is missing; tests
+/// first ask [`facade_image::fixtures::shared_faces_or_skip`], which skips them outside CI.
 pub fn shared_faces_dir() -> PathBuf {
-    let dir = std::env::var_os("FACADE_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-        .join("faces");
+    let dir = facade_image::fixtures::shared_data_dir().join("faces");
     assert!(
         dir.join("manifest.csv").is_file(),
         "shared face data not found at {} (set FACADE_SHARED_DIR)",

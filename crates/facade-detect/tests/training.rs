@@ -29,6 +29,11 @@ fn small_config() -> TrainConfig {
 
 #[test]
 fn training_is_deterministic_and_its_model_loads() {
+    let Some(_faces) = facade_image::fixtures::shared_faces_or_skip(
+        "training_is_deterministic_and_its_model_loads",
+    ) else {
+        return;
+    };
     let quiet = |_: &str| {};
     let dirs = [
         tempfile::tempdir().expect("dir"),
@@ -101,6 +106,11 @@ fn training_is_deterministic_and_its_model_loads() {
 
 #[test]
 fn held_out_sources_are_never_opened() {
+    let Some(_faces) =
+        facade_image::fixtures::shared_faces_or_skip("held_out_sources_are_never_opened")
+    else {
+        return;
+    };
     let mut config = small_config();
     config.holdout_sources = vec!["sdfd".into(), "ffhq".into()];
     let trained = train(&config, &|_| {}).expect("train");

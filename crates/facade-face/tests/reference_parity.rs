@@ -152,6 +152,11 @@ fn detector() -> FaceDetector {
 
 #[test]
 fn finds_the_reference_face_with_its_landmarks() {
+    let Some(_faces) =
+        facade_image::fixtures::shared_faces_or_skip("finds_the_reference_face_with_its_landmarks")
+    else {
+        return;
+    };
     let dir = shared_faces();
     let detector = detector();
     let eligible: Vec<Reference> = sample_per_source(
@@ -234,6 +239,11 @@ fn same_face_on_canvas(face: &Face, canvas_faces: &[Face], dx: f32, dy: f32) -> 
 
 #[test]
 fn faces_filling_the_frame_keep_their_landmarks_on_a_larger_canvas() {
+    let Some(_faces) = facade_image::fixtures::shared_faces_or_skip(
+        "faces_filling_the_frame_keep_their_landmarks_on_a_larger_canvas",
+    ) else {
+        return;
+    };
     let dir = shared_faces();
     let detector = detector();
     let eligible: Vec<Reference> = sample_per_source(

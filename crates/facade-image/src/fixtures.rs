@@ -46,3 +46,41 @@ fn crc32(bytes: &[u8]) -> u32 {
     }
     !crc
 }
+
+/// What a test that needs something outside the repository (the shared research data, a
+/// server, a tool from a package registry) does when it is missing: under CI (`CI` set, where
+/// everything is installed) it fails, so CI never passes it vacuously; elsewhere it says on
+/// stderr that it did not run, and how to make it run, and the test returns.
+pub fn skip_unless_ci(test: &str, missing: &str, how_to_run: &str) {
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must run {test}: {missing}"
+    );
+    // Straight to stderr, past the test harness's capture, so a skip is seen in a normal run.
+    use std::io::Write;
+    let line = format!("SKIPPED {test}: {missing}; to run it, {how_to_run}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+/// The research data beside the project: `$FACADE_SHARED_DIR`, or `shared/` next to the
+/// workspace (as `../shared` from its root).
+pub fn shared_data_dir() -> std::path::PathBuf {
+    std::env::var_os("FACADE_SHARED_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+}
+
+/// The shared labelled faces (`faces/` of [`shared_data_dir`], with its manifest) for `test`,
+/// or `None` after [`skip_unless_ci`] when they are not there.
+pub fn shared_faces_or_skip(test: &str) -> Option<std::path::PathBuf> {
+    let dir = shared_data_dir().join("faces");
+    if dir.join("manifest.csv").is_file() && dir.join("reference-mtcnn.jsonl").is_file() {
+        return Some(dir);
+    }
+    skip_unless_ci(
+        test,
+        &format!("the shared face data is not at {}", dir.display()),
+        "put the research data set at ../shared or set FACADE_SHARED_DIR",
+    );
+    None
+}
