@@ -84,3 +84,48 @@ pub fn shared_faces_or_skip(test: &str) -> Option<std::path::PathBuf> {
     );
     None
 }
+
+/// A PNG chunk (`kind`, `data`) with its length and CRC.
+pub fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut chunk = (data.len() as u32).to_be_bytes().to_vec();
+    chunk.extend_from_slice(kind);
+    chunk.extend_from_slice(data);
+    let crc = crc32(&chunk[4..]);
+    chunk.extend_from_slice(&crc.to_be_bytes());
+    chunk
+}
+
+/// `png` with `chunks` (made by [`png_chunk`]) inserted just before its IEND chunk.
+pub fn png_with_chunks(png: &[u8], chunks: &[Vec<u8>]) -> Vec<u8> {
+    let end = png.len().saturating_sub(12);
+    let mut out = png[..end].to_vec();
+    for chunk in chunks {
+        out.extend_from_slice(chunk);
+    }
+    out.extend_from_slice(&png[end..]);
+    out
+}
+
+/// A PNG tEXt chunk.
+pub fn png_text(key: &str, text: &str) -> Vec<u8> {
+    png_chunk(b"tEXt", format!("{key}\0{text}").as_bytes())
+}
+
+/// `jpeg` with an APP1 XMP packet right after its start-of-image marker.
+pub fn jpeg_with_xmp(jpeg: &[u8], xmp: &str) -> Vec<u8> {
+    let mut payload = b"http://ns.adobe.com/xap/1.0/\0".to_vec();
+    payload.extend_from_slice(xmp.as_bytes());
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&((payload.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&payload);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+/// An XMP packet declaring IPTC `DigitalSourceType` `code` (e.g. `trainedAlgorithmicMedia`).
+pub fn xmp_digital_source_type(code: &str) -> String {
+    format!(
+        r#"<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" Iptc4xmpExt:DigitalSourceType="http://cv.iptc.org/newscodes/digitalsourcetype/{code}"/></rdf:RDF></x:xmpmeta>"#
+    )
+}

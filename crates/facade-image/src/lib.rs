@@ -33,6 +33,7 @@
 pub mod completeness;
 pub mod fixtures;
 pub mod perceptual;
+pub mod provenance;
 pub mod resample;
 pub mod thumbnail;
 
