@@ -31,3 +31,29 @@ impl ModelArgs {
         }
     }
 }
+
+/// How provenance (what a file declares about its origin) is read.
+#[derive(clap::Args, Clone, Default)]
+pub struct ProvenanceArgs {
+    /// PEM file of C2PA trust anchors: a manifest signed under one of them reads `"signature":
+    /// "valid"`. Without it every signer is `untrusted` (facade ships no trust list).
+    #[arg(long, value_name = "FILE")]
+    pub c2pa_trust: Option<PathBuf>,
+}
+
+impl ProvenanceArgs {
+    pub fn reader(&self) -> anyhow::Result<facade_image::provenance::ProvenanceReader> {
+        let anchors = match &self.c2pa_trust {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading C2PA trust anchors {}", path.display()))?,
+            ),
+            None => None,
+        };
+        facade_image::provenance::ProvenanceReader::with_trust_anchors(anchors.as_deref())
+            .with_context(|| match &self.c2pa_trust {
+                Some(path) => format!("using {}", path.display()),
+                None => "C2PA settings".to_owned(),
+            })
+    }
+}

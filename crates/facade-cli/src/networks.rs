@@ -19,7 +19,7 @@ use facade_network::{export, ingest};
 use facade_store::{Account as StoredAccount, NewNetwork, NewScan, Store, THUMBNAIL_SIDE};
 use rayon::prelude::*;
 
-use crate::model_args::ModelArgs;
+use crate::model_args::{ModelArgs, ProvenanceArgs};
 
 #[derive(clap::Args)]
 pub struct NetworksArgs {
@@ -85,6 +85,8 @@ pub struct NetworksArgs {
     truth: Option<PathBuf>,
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    provenance: ProvenanceArgs,
 }
 
 pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
@@ -143,7 +145,8 @@ pub fn run(args: NetworksArgs) -> anyhow::Result<ExitCode> {
         Some(images) => {
             let detectors = (args.model.load()?, args.model.fpr);
             let judge = Judge::new(DetectorConfig::default(), Some(detectors))
-                .context("loading the face model")?;
+                .context("loading the face model")?
+                .with_provenance(args.provenance.reader()?);
             pictures = scan_profile_images(&mut data, images, &judge)?;
             eprintln!("facade: scanned {} profile pictures", pictures.len());
             Some(judge)

@@ -47,6 +47,10 @@ const CSV_HEADER: &[&str] = &[
     "classifier",
     "sha256",
     "warnings",
+    "verdict_source",
+    "provenance_source",
+    "provenance_generator",
+    "provenance_ai",
 ];
 
 impl<W: Write> RecordWriter<W> {
@@ -113,6 +117,25 @@ impl<W: Write> RecordWriter<W> {
         }
         row.push(record.sha256.clone().unwrap_or_default());
         row.push(record.warnings.join("; "));
+        row.push(
+            record
+                .verdict_source
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default(),
+        );
+        let provenance = record.provenance.as_ref();
+        row.push(
+            provenance
+                .map(|p| p.source.as_str().to_owned())
+                .unwrap_or_default(),
+        );
+        row.push(
+            provenance
+                .and_then(|p| p.generator.clone())
+                .unwrap_or_default(),
+        );
+        let declared_ai = provenance.and_then(|p| p.ai_generated);
+        row.push(declared_ai.map(|ai| ai.to_string()).unwrap_or_default());
         let mut csv = csv::WriterBuilder::new().from_writer(Vec::new());
         if !self.wrote_header {
             csv.write_record(CSV_HEADER)?;
@@ -157,12 +180,16 @@ impl<W: Write> RecordWriter<W> {
             verdict,
             record.path
         )?;
-        match &record.error {
-            Some(err) => writeln!(self.out, "  ({err})"),
-            None if !record.warnings.is_empty() => {
-                writeln!(self.out, "  ({})", record.warnings.join("; "))
-            }
-            None => writeln!(self.out),
+        let mut notes: Vec<String> = record.error.iter().cloned().collect();
+        if record.error.is_none() {
+            notes.extend(record.warnings.iter().cloned());
+        }
+        if let Some(p) = &record.provenance {
+            notes.push(format!("declared by the file: {}", p.summary()));
+        }
+        match notes.is_empty() {
+            true => writeln!(self.out),
+            false => writeln!(self.out, "  ({})", notes.join("; ")),
         }
     }
 }
@@ -187,6 +214,8 @@ mod tests {
             })],
             score: None,
             verdict: None,
+            verdict_source: None,
+            provenance: None,
             warnings: Vec::new(),
             error: None,
         }

@@ -11,7 +11,7 @@ use facade_face::DetectorConfig;
 use facade_server::ServiceConfig;
 use facade_store::Store;
 
-use crate::model_args::ModelArgs;
+use crate::model_args::{ModelArgs, ProvenanceArgs};
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -41,6 +41,8 @@ pub struct ServeArgs {
     no_reuse: bool,
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    provenance: ProvenanceArgs,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -50,7 +52,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         DetectorConfig::default(),
         Some((args.model.load()?, args.model.fpr)),
     )
-    .context("loading the face model")?;
+    .context("loading the face model")?
+    .with_provenance(args.provenance.reader()?);
     let defaults = ServiceConfig::default();
     let max_body_bytes = args.max_body_mib.max(1) << 20;
     let config = ServiceConfig {

@@ -9,10 +9,15 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 use facade_face::{DetectError, DetectorConfig, Face, FaceDetector};
+use facade_image::provenance::{ProvenanceReader, Reading};
 use facade_image::thumbnail::{jpeg_thumbnail, square_crop};
 use facade_image::{decode, sha256_hex, DecodeLimits, RgbImage};
 
-use crate::record::{round_score, FaceRecord, Record, Status, Verdict};
+use crate::record::{round_score, FaceRecord, Record, Status, Verdict, VerdictSource};
+
+/// Bumped when what the provenance reader puts in records changes, so that stored records
+/// from before are not reused as if they were current.
+const PROVENANCE_VERSION: u32 = 1;
 use crate::{most_suspicious, Detectors, FaceScore};
 
 /// The face stage, the detectors, and the operating point.
@@ -21,6 +26,8 @@ pub struct Judge {
     fingerprint: String,
     /// The detectors and the score threshold of the operating point (none: faces only).
     scoring: Option<(Detectors, f64)>,
+    /// Reads what each file declares about its origin (C2PA trust anchors inside).
+    provenance: ProvenanceReader,
 }
 
 /// One image judged: its record (with the bytes' SHA-256), the decoded picture and the
@@ -65,7 +72,10 @@ impl Judge {
             Some((detectors, fpr)) => format!("{}@fpr={fpr}", detectors.fingerprint()),
             None => "faces-only".to_owned(),
         };
-        let fingerprint = format!("{fingerprint};min_face={:?}", config.min_face);
+        let fingerprint = format!(
+            "{fingerprint};min_face={:?};provenance={PROVENANCE_VERSION}",
+            config.min_face
+        );
         let scoring = detectors.map(|(detectors, fpr)| {
             let threshold = detectors.threshold(fpr);
             (detectors, threshold)
@@ -74,7 +84,18 @@ impl Judge {
             faces: FaceDetector::new(config)?,
             fingerprint,
             scoring,
+            provenance: ProvenanceReader::default(),
         })
+    }
+
+    /// This judge reading provenance with `reader` (its C2PA trust anchors become part of the
+    /// fingerprint: they change the `signature` of records).
+    pub fn with_provenance(mut self, reader: ProvenanceReader) -> Judge {
+        if let Some(anchors) = reader.anchors_sha256() {
+            self.fingerprint = format!("{};c2pa-trust={}", self.fingerprint, &anchors[..16]);
+        }
+        self.provenance = reader;
+        self
     }
 
     /// What decides this judge's records (model, operating point, face size): two judges with
@@ -138,6 +159,13 @@ impl Judge {
         sha256: String,
         limits: &DecodeLimits,
     ) -> Result<Scanned, Box<Record>> {
+        // The original bytes' own declaration, read before decoding (a file whose pixels fail
+        // to decode may still say what made it).
+        let reading = catch_unwind(AssertUnwindSafe(|| self.provenance.read(bytes)))
+            .unwrap_or_else(|_| Reading {
+                provenance: None,
+                problems: vec!["provenance: metadata unreadable (caught)".into()],
+            });
         let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<Scanned, String> {
             let decoded = decode(bytes, limits).map_err(|e| e.to_string())?;
             let image = decoded.image;
@@ -152,6 +180,8 @@ impl Judge {
         let error = match outcome {
             Ok(Ok(mut scanned)) => {
                 scanned.record.sha256 = Some(sha256);
+                scanned.record.warnings.extend(reading.problems);
+                scanned.record.declare(reading.provenance);
                 return Ok(scanned);
             }
             Ok(Err(error)) => error,
@@ -159,6 +189,8 @@ impl Judge {
         };
         let mut failed = Record::failed(name.to_owned(), error);
         failed.sha256 = Some(sha256);
+        failed.warnings = reading.problems;
+        failed.declare(reading.provenance);
         Err(Box::new(failed))
     }
 
@@ -201,6 +233,8 @@ impl Judge {
             height: Some(image.height()),
             score: judged.score,
             verdict: judged.verdict,
+            verdict_source: judged.verdict.map(|_| VerdictSource::Detectors),
+            provenance: None,
             warnings: Vec::new(),
             faces,
             error: None,

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use facade_face::Face;
+pub use facade_image::provenance::Provenance;
 use serde::{Deserialize, Serialize};
 
 use crate::FaceScore;
@@ -128,6 +129,14 @@ pub struct Record {
     pub score: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verdict: Option<Verdict>,
+    /// What decided the verdict: the pixel detectors, or the file's own declaration of being
+    /// generated ([`Record::provenance`]); absent with the verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict_source: Option<VerdictSource>,
+    /// What the file declares about its origin (C2PA, XMP, generator text, EXIF); absent when
+    /// it says nothing. Shown beside the detectors; it never changes `score`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
     /// What makes the result less than whole (`truncated: …`: the file ends before its image
     /// does, so part of the picture the detectors saw is the decoder's filler). Absent when
     /// empty.
@@ -148,9 +157,42 @@ impl Record {
             height: None,
             score: None,
             verdict: None,
+            verdict_source: None,
+            provenance: None,
             warnings: Vec::new(),
             faces: Vec::new(),
             error: Some(error),
+        }
+    }
+
+    /// Sets what the file declares. A declaration of generation makes the verdict `ai` (also
+    /// for a picture without a face), said by `verdict_source: provenance`; a declaration of
+    /// capture changes nothing, because metadata is easy to write. Error records keep no
+    /// verdict.
+    pub fn declare(&mut self, provenance: Option<Provenance>) {
+        self.verdict_source = self.verdict.map(|_| VerdictSource::Detectors);
+        let generated = provenance.as_ref().and_then(|p| p.ai_generated) == Some(true);
+        if generated && self.status != Status::Error {
+            self.verdict = Some(Verdict::Ai);
+            self.verdict_source = Some(VerdictSource::Provenance);
+        }
+        self.provenance = provenance;
+    }
+}
+
+/// What decided a verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictSource {
+    Detectors,
+    Provenance,
+}
+
+impl VerdictSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerdictSource::Detectors => "detectors",
+            VerdictSource::Provenance => "provenance",
         }
     }
 }

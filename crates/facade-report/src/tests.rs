@@ -18,6 +18,8 @@ fn record(eyes: [[f64; 2]; 2], score: f64) -> Record {
         height: Some(100),
         score: Some(score),
         verdict: None,
+        verdict_source: None,
+        provenance: None,
         warnings: Vec::new(),
         faces: vec![FaceRecord {
             bbox: [20.0, 20.0, 80.0, 90.0],

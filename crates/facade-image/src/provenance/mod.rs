@@ -60,12 +60,31 @@ pub enum Signature {
     Untrusted,
 }
 
+impl Signature {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signature::Valid => "valid",
+            Signature::Invalid => "invalid",
+            Signature::Untrusted => "untrusted",
+        }
+    }
+}
+
 /// A C2PA hard binding: whether the manifest's hash of the file still matches its bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Binding {
     Valid,
     Invalid,
+}
+
+impl Binding {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Binding::Valid => "valid",
+            Binding::Invalid => "invalid",
+        }
+    }
 }
 
 /// One statement a file makes about its origin.
@@ -125,6 +144,26 @@ pub struct Provenance {
 }
 
 impl Provenance {
+    /// One line for people: `AI-generated (c2pa: DALL·E, signature untrusted, binding valid)`.
+    pub fn summary(&self) -> String {
+        let what = match self.ai_generated {
+            Some(true) => "AI-generated",
+            Some(false) => "a capture",
+            None => "no source type",
+        };
+        let mut details = vec![match &self.generator {
+            Some(generator) => format!("{}: {generator}", self.source.as_str()),
+            None => self.source.as_str().to_owned(),
+        }];
+        if let Some(signature) = self.signature {
+            details.push(format!("signature {}", signature.as_str()));
+        }
+        if let Some(binding) = self.binding {
+            details.push(format!("binding {}", binding.as_str()));
+        }
+        format!("{what} ({})", details.join(", "))
+    }
+
     /// The claims combined, or `None` when there are none (the file says nothing).
     pub fn from_claims(mut claims: Vec<Claim>) -> Option<Provenance> {
         claims.sort_by_key(|c| c.source);
