@@ -369,9 +369,14 @@ fn profile_pictures_are_scanned_and_a_reused_face_links_accounts() {
     std::fs::create_dir(&images).unwrap();
     let picture = faces.join("fake/tpdne-1024/000_0002.jpg");
     let other = faces.join("fake/tpdne-1024/000_0003.jpg");
-    // a, b and c wear the same face (c's copy re-encoded smaller); d another one.
+    // a, b and c wear the same face (b's file declares itself AI-generated in XMP, c's copy
+    // is re-encoded smaller); d another one.
     std::fs::copy(&picture, images.join("a.jpg")).unwrap();
-    std::fs::copy(&picture, images.join("b.jpg")).unwrap();
+    let declared = facade_image::fixtures::jpeg_with_xmp(
+        &std::fs::read(&picture).unwrap(),
+        &facade_image::fixtures::xmp_digital_source_type("trainedAlgorithmicMedia"),
+    );
+    std::fs::write(images.join("b.jpg"), declared).unwrap();
     let small = image::imageops::resize(
         &image::open(&picture).unwrap().to_rgb8(),
         256,
@@ -402,8 +407,11 @@ fn profile_pictures_are_scanned_and_a_reused_face_links_accounts() {
     assert_eq!(members, ["a", "b", "c"]);
     assert_eq!(top["signals"]["shared_faces"], 3);
     assert_eq!(top["signals"]["faces_scanned"], 3);
+    assert_eq!(top["signals"]["declared_ai_pictures"], 1);
     for member in top["members"].as_array().unwrap() {
         let score = member["face"]["ai_score"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&score));
+        let declared = member["id"] == "b";
+        assert_eq!(member["face"]["declared_ai"], declared, "{member}");
     }
 }

@@ -29,6 +29,9 @@ pub struct FaceEvidence {
     pub ai_score: f32,
     /// Above the detectors' operating threshold.
     pub ai_made: bool,
+    /// The picture's file declares itself AI-generated (C2PA, XMP, generator text): shown
+    /// beside the detectors' call, never counted in `ai_made` or the score.
+    pub declared_ai: bool,
     /// 64-bit perceptual hash of the picture, to find the same face on several accounts.
     pub phash: u64,
 }

@@ -95,6 +95,9 @@ pub struct NetworkSignals {
     pub ai_faces: f64,
     /// Members whose profile picture was scanned.
     pub faces_scanned: usize,
+    /// Members whose profile picture's file declares itself AI-generated (provenance), beside
+    /// the detectors' `ai_faces`; not part of the score.
+    pub declared_ai_pictures: usize,
     /// Members sharing a face with another member.
     pub shared_faces: usize,
     /// The commonest handle shape among members (`a` = letters, `9` = a digit) and its share,
@@ -536,6 +539,7 @@ fn describe(
         .collect();
     signals.faces_scanned = faces.len();
     signals.ai_faces = faces.iter().filter(|f| f.ai_made).count() as f64 / n;
+    signals.declared_ai_pictures = faces.iter().filter(|f| f.declared_ai).count();
     signals.shared_faces = sharing_face.len();
     signals.handle_pattern = shapes.pattern_of(data, accounts);
     let handles = signals

@@ -700,6 +700,7 @@ mod tests {
             Some(crate::dataset::FaceEvidence {
                 ai_score: 0.9,
                 ai_made: true,
+                declared_ai: false,
                 phash,
             })
         };

@@ -138,3 +138,27 @@ fn the_image_report_draws_faces_and_lists_failures() {
     assert!(html.contains("broken.jpg") && html.contains("not an image"));
     assert!(html.contains("geometry"));
 }
+
+#[test]
+fn a_declaration_by_the_file_is_shown_beside_the_detectors() {
+    use facade_image::provenance::{Claim, Provenance};
+    let dir = tempfile::tempdir().unwrap();
+    let mut declared = picture("declared.png", [[35.0, 40.0], [65.0, 40.0]], 128);
+    let claim: Claim = serde_json::from_value(serde_json::json!({
+        "source": "xmp", "field": "Iptc4xmpExt:DigitalSourceType", "ai_generated": true,
+        "digital_source_type": "trainedAlgorithmicMedia", "generator": "Midjourney <6.1>"
+    }))
+    .unwrap();
+    declared.record.verdict = Some(facade_detect::Verdict::Real);
+    declared
+        .record
+        .declare(Provenance::from_claims(vec![claim]));
+    write_image_report(&[declared], &[], dir.path()).unwrap();
+    let html = std::fs::read_to_string(dir.path().join("index.html")).unwrap();
+    assert!(
+        html.contains("Declared by the file: AI-generated (xmp: Midjourney &lt;6.1&gt;)"),
+        "{html}"
+    );
+    assert!(html.contains("the verdict follows this declaration"));
+    assert!(html.contains("verdict <strong>ai</strong>"));
+}
