@@ -1,6 +1,6 @@
 // Drives facade's review page in Debian's chromium as an analyst would.
 //
-//   node review-page.mjs scan-and-review BASE_URL TOKEN IMAGE SCREENSHOT
+//   node review-page.mjs scan-and-review BASE_URL TOKEN IMAGE SCREENSHOT [DECLARED_IMAGE]
 //   node review-page.mjs check-kept      BASE_URL TOKEN IMAGE SCREENSHOT
 //
 // Prints one JSON object (what the page showed) on stdout; exits non-zero when the page
@@ -8,7 +8,7 @@
 // the server around the two phases and checks the printed values against the API.
 import { chromium } from "playwright-core";
 
-const [phase, base, token, image, screenshot] = process.argv.slice(2);
+const [phase, base, token, image, screenshot, declaredImage] = process.argv.slice(2);
 const executablePath = process.env.FACADE_CHROMIUM || "/usr/bin/chromium";
 
 const browser = await chromium.launch({
@@ -54,6 +54,15 @@ try {
     await first.locator("input.note").fill("same links within seconds");
     await first.locator("button.confirm").click();
     await page.locator("#status").filter({ hasText: "Recorded: confirm network:" }).waitFor();
+    result.declared_before = await page.locator("#scan-declared").count();
+    if (declaredImage) {
+      // A file that declares itself AI-generated: the page says so beside the detectors.
+      await page.setInputFiles("#upload", declaredImage);
+      await page.click("#scan-button");
+      await page.locator("#scan-declared").waitFor();
+      result.declared = await page.locator("#scan-declared").innerText();
+      result.declared_verdict = await page.locator("#scan-verdict").innerText();
+    }
   } else {
     await page.locator("#reviews tbody tr").first().waitFor();
   }

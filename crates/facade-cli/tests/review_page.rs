@@ -34,6 +34,14 @@ fn browser_ready() -> Result<(), String> {
 
 fn run_phase(phase: &str, server: &Server, out: &Path) -> Value {
     let image = examples().join("astronaut.png");
+    // The same picture with an A1111 record in a PNG text chunk: a file declaring itself made.
+    let declared = out.join("declared.png");
+    let parameters = "portrait\nSteps: 20, Sampler: Euler a, Seed: 1, Model: dreamshaper_8";
+    let bytes = facade_image::fixtures::png_with_chunks(
+        &std::fs::read(&image).expect("example"),
+        &[facade_image::fixtures::png_text("parameters", parameters)],
+    );
+    std::fs::write(&declared, bytes).expect("write the declared image");
     let output = Command::new("node")
         .arg(e2e_dir().join("review-page.mjs"))
         .arg(phase)
@@ -41,6 +49,7 @@ fn run_phase(phase: &str, server: &Server, out: &Path) -> Value {
         .arg(TOKEN)
         .arg(&image)
         .arg(out.join(format!("{phase}.png")))
+        .arg(&declared)
         .output()
         .expect("node runs");
     assert!(
@@ -86,6 +95,14 @@ fn an_analyst_scans_reviews_and_finds_the_decisions_after_a_restart() {
     );
     assert_eq!(first["verdict"], cli["verdict"]);
     assert_eq!(first["reviews"].as_array().unwrap().len(), 2, "{first}");
+    // A plain photo declares nothing; the declared file's claim is shown beside the detectors.
+    assert_eq!(first["declared_before"], 0, "{first}");
+    let declared = first["declared"].as_str().unwrap_or_default();
+    assert!(
+        declared.contains("AI-generated (png-text: AUTOMATIC1111 (dreamshaper_8))"),
+        "{first}"
+    );
+    assert_eq!(first["declared_verdict"], "ai", "{first}");
     assert!(first["network_decision"]
         .as_str()
         .unwrap()
