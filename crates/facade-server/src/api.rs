@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -17,7 +17,7 @@ const OPENAPI: &str = include_str!("openapi.json");
 const REVIEW_PAGE: &str = include_str!("review.html");
 
 /// The longest note a review may carry, in bytes.
-const MAX_NOTE_BYTES: usize = 10_000;
+const MAX_NOTE_CHARS: usize = 10_000;
 
 pub(crate) async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
@@ -55,8 +55,9 @@ pub(crate) struct Listing {
 
 pub(crate) async fn list_networks(
     State(state): State<Arc<AppState>>,
-    Query(listing): Query<Listing>,
+    listing: Result<Query<Listing>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(listing) = listing?;
     let networks = with_store(&state, move |s| Ok(s.networks(listing.all)?)).await?;
     Ok(Json(serde_json::json!({ "networks": networks })))
 }
@@ -86,8 +87,9 @@ const FLAGGED_AI_SCORE: f64 = 0.5;
 
 pub(crate) async fn list_accounts(
     State(state): State<Arc<AppState>>,
-    Query(listing): Query<Listing>,
+    listing: Result<Query<Listing>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(listing) = listing?;
     let accounts = with_store(&state, move |s| {
         Ok(s.accounts(listing.all, FLAGGED_AI_SCORE)?)
     })
@@ -140,9 +142,10 @@ pub(crate) async fn add_review(
         .subject
         .parse()
         .map_err(|e: facade_store::SubjectError| ApiError::bad_request(e.to_string()))?;
-    if request.note.len() > MAX_NOTE_BYTES {
+    // Counted in characters, as the document's maxLength counts them.
+    if request.note.chars().count() > MAX_NOTE_CHARS {
         return Err(ApiError::bad_request(format!(
-            "the note is longer than {MAX_NOTE_BYTES} bytes"
+            "the note is longer than {MAX_NOTE_CHARS} characters"
         )));
     }
     let reviewer = request
@@ -182,8 +185,9 @@ pub(crate) struct ReviewFilter {
 
 pub(crate) async fn list_reviews(
     State(state): State<Arc<AppState>>,
-    Query(filter): Query<ReviewFilter>,
+    filter: Result<Query<ReviewFilter>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(filter) = filter?;
     let subject = match filter.subject {
         Some(text) => Some(
             text.parse::<Subject>()

@@ -66,7 +66,8 @@ from_rejection!(
     axum::extract::rejection::BytesRejection,
     axum::extract::rejection::JsonRejection,
     axum::extract::multipart::MultipartRejection,
-    axum::extract::multipart::MultipartError
+    axum::extract::multipart::MultipartError,
+    axum::extract::rejection::QueryRejection
 );
 
 impl IntoResponse for ApiError {

@@ -11,7 +11,7 @@ use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use facade_detect::record::{Record, Status};
+use facade_detect::record::Record;
 use facade_image::sha256_hex;
 use facade_store::{NewScan, THUMBNAIL_SIDE};
 use tokio::sync::OwnedSemaphorePermit;
@@ -28,11 +28,15 @@ pub(crate) async fn scan_one(
     let (_admitted, mut uploads) = admitted_uploads(request, &state, 1).await?;
     let (name, bytes) = uploads.pop().ok_or_else(no_image)?;
     let (record, cache) = judge_upload(&state, name, bytes).await?;
-    let status = match record.status {
-        Status::Error => StatusCode::UNPROCESSABLE_ENTITY,
-        _ => StatusCode::OK,
-    };
-    Ok((status, [(CACHE_HEADER, cache.as_str())], Json(record)).into_response())
+    // 200 whatever became of the image, as in a batch: the request was handled, and the
+    // record's own status (`error` with the reason, for bytes that are not a readable image)
+    // says what the image was.
+    Ok((
+        StatusCode::OK,
+        [(CACHE_HEADER, cache.as_str())],
+        Json(record),
+    )
+        .into_response())
 }
 
 pub(crate) async fn scan_batch(
@@ -100,8 +104,19 @@ async fn read_uploads(
     let mut multipart = Multipart::from_request(request, state).await?;
     let mut uploads = Vec::new();
     while let Some(field) = multipart.next_field().await? {
+        // Strict, as the document says: only files in fields named `image`, so that a form
+        // sent to the wrong place, or a text field posing as an image, is refused rather than
+        // silently scanned or skipped.
         if field.name() != Some("image") {
-            continue;
+            let name: String = field.name().unwrap_or("").chars().take(40).collect();
+            return Err(ApiError::bad_request(format!(
+                "unexpected multipart field {name:?}: send images as file fields named \"image\""
+            )));
+        }
+        if field.file_name().is_none() {
+            return Err(ApiError::bad_request(
+                "the \"image\" field must be a file (a part with a filename), not a text value",
+            ));
         }
         if uploads.len() == max {
             return Err(ApiError::bad_request(format!(
@@ -112,7 +127,13 @@ async fn read_uploads(
             .file_name()
             .map(|n| n.chars().filter(|c| !c.is_control()).take(255).collect())
             .unwrap_or_else(|| "upload".to_owned());
-        uploads.push((name, field.bytes().await?));
+        let bytes = field.bytes().await?;
+        if bytes.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "the image field {name:?} is empty"
+            )));
+        }
+        uploads.push((name, bytes));
     }
     Ok(uploads)
 }

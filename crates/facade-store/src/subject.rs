@@ -19,7 +19,7 @@ pub enum SubjectError {
     Form(String),
     #[error("an image subject needs 64 lowercase hex digits (the SHA-256 of the image)")]
     ImageHash,
-    #[error("a subject's id may not be empty or longer than 256 bytes")]
+    #[error("a subject's id must be 1 to 256 characters, none of them a control character")]
     IdLength,
 }
 
@@ -30,7 +30,7 @@ impl FromStr for Subject {
         let (kind, id) = s
             .split_once(':')
             .ok_or_else(|| SubjectError::Form(s.chars().take(80).collect()))?;
-        if id.is_empty() || id.len() > 256 || id.chars().any(char::is_control) {
+        if id.is_empty() || id.chars().count() > 256 || id.chars().any(char::is_control) {
             return Err(SubjectError::IdLength);
         }
         match kind {
