@@ -111,6 +111,27 @@ fn scans_match_the_cli_need_the_token_and_are_cached_by_content() {
     assert_eq!(again["path"], "astronaut.png");
     assert_eq!(without_path(again), without_path(first.clone()));
 
+    // A file declaring itself generated: the API's record says so, as `facade scan`'s does.
+    let declared = facade_image::fixtures::png_with_chunks(
+        &image,
+        &[facade_image::fixtures::png_text(
+            "parameters",
+            "portrait\nSteps: 20, Sampler: Euler a, Model: dreamshaper_8",
+        )],
+    );
+    let (status, record) = post_bytes(&agent, &server.url("/v1/scan"), &declared, Some(TOKEN));
+    assert_eq!(status, 200, "{record}");
+    assert_eq!(record["verdict"], "ai");
+    assert_eq!(record["verdict_source"], "provenance");
+    assert_eq!(
+        record["provenance"]["generator"],
+        "AUTOMATIC1111 (dreamshaper_8)"
+    );
+    assert_eq!(
+        record["score"], first["score"],
+        "the detectors' score is untouched"
+    );
+
     // Its thumbnail is served by hash; a path-like name is not a hash.
     let sha = first["sha256"].as_str().unwrap();
     let mut thumb = agent
