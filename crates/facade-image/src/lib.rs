@@ -17,6 +17,10 @@
 //! - **Errors say what was wrong** ([`DecodeError`]) and a panic inside a codec is caught and
 //!   reported as an error for that one image, never propagated.
 //!
+//! It also reads what a file declares about its own origin ([`provenance`]: C2PA manifests,
+//! XMP source types, generator text, EXIF) from the original bytes, before decoding, so that a
+//! scan can report it beside the pixel detectors.
+//!
 //! It also holds the resampling the face stage needs ([`resample`]): the "area" filter
 //! (PyTorch's `interpolate(mode="area")`), on planar float images.
 //!
