@@ -307,12 +307,7 @@ fn scan_profile_images(
             let evidence = FaceEvidence {
                 ai_score: scanned.judgement.score.unwrap_or(0.0) as f32,
                 ai_made: scanned.judgement.verdict == Some(Verdict::Ai),
-                declared_ai: scanned
-                    .record
-                    .provenance
-                    .as_ref()
-                    .and_then(|p| p.ai_generated)
-                    == Some(true),
+                declared_ai: scanned.record.declares_generated(),
                 phash: perceptual_hash(&scanned.image),
             };
             let thumbnail = scanned.thumbnail(THUMBNAIL_SIDE);

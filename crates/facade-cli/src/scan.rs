@@ -197,8 +197,7 @@ fn write_in_order<W: Write>(
                 Status::Error => tally.errors += 1,
             }
             tally.warned += u64::from(!record.warnings.is_empty());
-            let declared = record.provenance.as_ref().and_then(|p| p.ai_generated);
-            tally.declared_ai += u64::from(declared == Some(true));
+            tally.declared_ai += u64::from(record.declares_generated());
             writer.write(&record).context("writing output")?;
             progress.inc(1);
             next += 1;

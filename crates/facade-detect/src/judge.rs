@@ -14,11 +14,11 @@ use facade_image::thumbnail::{jpeg_thumbnail, square_crop};
 use facade_image::{decode, sha256_hex, DecodeLimits, RgbImage};
 
 use crate::record::{round_score, FaceRecord, Record, Status, Verdict, VerdictSource};
+use crate::{most_suspicious, Detectors, FaceScore};
 
 /// Bumped when what the provenance reader puts in records changes, so that stored records
 /// from before are not reused as if they were current.
 const PROVENANCE_VERSION: u32 = 1;
-use crate::{most_suspicious, Detectors, FaceScore};
 
 /// The face stage, the detectors, and the operating point.
 pub struct Judge {

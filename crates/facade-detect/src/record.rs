@@ -170,13 +170,19 @@ impl Record {
     /// capture changes nothing, because metadata is easy to write. Error records keep no
     /// verdict.
     pub fn declare(&mut self, provenance: Option<Provenance>) {
+        self.provenance = provenance;
         self.verdict_source = self.verdict.map(|_| VerdictSource::Detectors);
-        let generated = provenance.as_ref().and_then(|p| p.ai_generated) == Some(true);
-        if generated && self.status != Status::Error {
+        if self.declares_generated() && self.status != Status::Error {
             self.verdict = Some(Verdict::Ai);
             self.verdict_source = Some(VerdictSource::Provenance);
         }
-        self.provenance = provenance;
+    }
+
+    /// Whether the file declares itself AI-generated.
+    pub fn declares_generated(&self) -> bool {
+        self.provenance
+            .as_ref()
+            .is_some_and(Provenance::declares_generated)
     }
 }
 

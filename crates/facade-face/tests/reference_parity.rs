@@ -1,15 +1,15 @@
 //! facade's face pipeline against facenet-pytorch's own output on every shared face image
 //! (`../shared/faces/reference-mtcnn.jsonl`), and against itself on faces that fill the frame.
 //!
-//! Both tests need the shared data set beside the project (or `FACADE_SHARED_DIR`); they fail,
-//! rather than pass vacuously, when it is missing. They print their figures; run with
+//! Both tests need the shared data set beside the project (or `FACADE_SHARED_DIR`); without it
+//! they say so and return, except under `CI`, where they fail rather than pass vacuously. They print their figures; run with
 //! `cargo test --release -p facade-face --test reference_parity -- --nocapture` to see them.
 //!
 //! By default each test checks an even sample of every source (at most [`SAME_FACE_PER_SOURCE`]
 //! and [`CANVAS_PER_SOURCE`] images), which keeps CI inside its time on the 14,000-image set;
 //! `FACADE_PARITY_ALL=1` runs every eligible image (the README's figures).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use facade_face::{DetectorConfig, Face, FaceDetector};
 use facade_image::{decode, DecodeLimits, RgbImage};
@@ -35,19 +35,6 @@ impl Reference {
     fn confident(&self) -> bool {
         self.top.is_some_and(|(_, p, _)| p >= 0.9)
     }
-}
-
-fn shared_faces() -> PathBuf {
-    let dir = std::env::var_os("FACADE_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
-        .join("faces");
-    assert!(
-        dir.join("reference-mtcnn.jsonl").is_file(),
-        "shared face data not found at {} (set FACADE_SHARED_DIR)",
-        dir.display()
-    );
-    dir
 }
 
 fn f32s<const N: usize>(v: &Value) -> [f32; N] {
@@ -152,12 +139,11 @@ fn detector() -> FaceDetector {
 
 #[test]
 fn finds_the_reference_face_with_its_landmarks() {
-    let Some(_faces) =
+    let Some(dir) =
         facade_image::fixtures::shared_faces_or_skip("finds_the_reference_face_with_its_landmarks")
     else {
         return;
     };
-    let dir = shared_faces();
     let detector = detector();
     let eligible: Vec<Reference> = sample_per_source(
         load_references(&dir)
@@ -239,12 +225,11 @@ fn same_face_on_canvas(face: &Face, canvas_faces: &[Face], dx: f32, dy: f32) -> 
 
 #[test]
 fn faces_filling_the_frame_keep_their_landmarks_on_a_larger_canvas() {
-    let Some(_faces) = facade_image::fixtures::shared_faces_or_skip(
+    let Some(dir) = facade_image::fixtures::shared_faces_or_skip(
         "faces_filling_the_frame_keep_their_landmarks_on_a_larger_canvas",
     ) else {
         return;
     };
-    let dir = shared_faces();
     let detector = detector();
     let eligible: Vec<Reference> = sample_per_source(
         load_references(&dir)

@@ -113,20 +113,21 @@ async fn read_uploads(
                 "unexpected multipart field {name:?}: send images as file fields named \"image\""
             )));
         }
-        if field.file_name().is_none() {
+        let Some(file_name) = field.file_name() else {
             return Err(ApiError::bad_request(
                 "the \"image\" field must be a file (a part with a filename), not a text value",
             ));
-        }
+        };
+        let name: String = file_name
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(255)
+            .collect();
         if uploads.len() == max {
             return Err(ApiError::bad_request(format!(
                 "too many images: at most {max} per request"
             )));
         }
-        let name = field
-            .file_name()
-            .map(|n| n.chars().filter(|c| !c.is_control()).take(255).collect())
-            .unwrap_or_else(|| "upload".to_owned());
         let bytes = field.bytes().await?;
         if bytes.is_empty() {
             return Err(ApiError::bad_request(format!(

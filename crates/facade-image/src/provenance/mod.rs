@@ -144,6 +144,11 @@ pub struct Provenance {
 }
 
 impl Provenance {
+    /// Whether the file declares itself made by an algorithm (what sets a verdict).
+    pub fn declares_generated(&self) -> bool {
+        self.ai_generated == Some(true)
+    }
+
     /// One line for people: `AI-generated (c2pa: DALL·E, signature untrusted, binding valid)`.
     pub fn summary(&self) -> String {
         let what = match self.ai_generated {
