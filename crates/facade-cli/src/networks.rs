@@ -49,6 +49,14 @@ pub struct NetworksArgs {
     /// Two posts coordinate when at most this far apart (`60s`, `5m`, `1h`, or seconds).
     #[arg(long, default_value = "60s", value_parser = parse_duration_ms)]
     window: i64,
+    /// The window for items few accounts share: an item shared by n accounts is matched
+    /// within rare-window × (rare-accounts / n)², between --window and this. `0` (or
+    /// anything ≤ --window) matches every item within --window only.
+    #[arg(long, default_value = "1h", value_parser = parse_duration_ms)]
+    rare_window: i64,
+    /// Items shared by at most this many accounts get the whole --rare-window.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(2..))]
+    rare_accounts: u32,
     /// Signals to compute, comma-separated [default: all]: co-tweet, co-similar-tweet,
     /// co-retweet, co-link, co-reply, co-hashtags, shared-face.
     #[arg(long, value_delimiter = ',', value_parser = parse_signal)]
@@ -156,6 +164,8 @@ pub fn run(args: NetworksArgs) -> anyhow::Result<ExitCode> {
     let params = AnalysisParams {
         co_action: CoActionParams {
             window_ms: args.window,
+            rare_window_ms: args.rare_window,
+            rare_accounts: args.rare_accounts,
             similarity: args.similarity,
         },
         signals,

@@ -24,8 +24,8 @@ use serde::Serialize;
 use crate::dataset::{AccountIx, Dataset, PostIx};
 use crate::louvain::{communities, WeightedGraph};
 use crate::signals::{
-    co_actions, shared_faces, CoActionParams, PairCounts, PairEvidence, PairKey, Signal,
-    SignalEdges, EXAMPLES_KEPT,
+    co_actions, shared_faces, ChanceModel, CoActionParams, PairCounts, PairEvidence, PairKey,
+    Signal, SignalEdges, EXAMPLES_KEPT,
 };
 
 #[derive(Clone, Debug)]
@@ -157,6 +157,9 @@ impl Analysis {
     }
 }
 
+/// A shared profile face adds this to a link's strength: reusing one picture is deliberate.
+const SHARED_FACE_STRENGTH: f64 = 5.0;
+
 /// Runs the whole analysis on a dataset whose reading is finished. Fails only when the
 /// temporary storage of a large export fails.
 pub fn analyse(data: &Dataset, params: &AnalysisParams) -> io::Result<Analysis> {
@@ -198,6 +201,10 @@ fn build_links(
     let same_burst = |a: AccountIx, b: AccountIx| {
         bursts[a as usize].is_some() && bursts[a as usize] == bursts[b as usize]
     };
+    let chances: BTreeMap<Signal, &ChanceModel> = by_signal
+        .iter()
+        .filter_map(|(signal, edges)| Some((*signal, edges.chance.as_ref()?)))
+        .collect();
     let mut streams = Vec::with_capacity(by_signal.len());
     for (signal, edges) in by_signal {
         let mut pairs = edges.iter()?;
@@ -216,14 +223,18 @@ fn build_links(
                 }
             }
         }
-        let base: f64 = matched
+        let (a, b) = pair;
+        let contributions: Vec<f64> = matched
             .iter()
             .map(|(signal, counts)| match signal {
-                Signal::SharedFace => 5.0,
-                _ => f64::from(counts.coordinated_posts()),
+                Signal::SharedFace => SHARED_FACE_STRENGTH,
+                _ => {
+                    let chance = chances.get(signal).map_or(0.0, |c| c.expected(a, b));
+                    (counts.surprise() - chance).max(0.0)
+                }
             })
-            .sum();
-        let (a, b) = pair;
+            .collect();
+        let base: f64 = contributions.iter().sum();
         let (same_burst, both_ai_faces) = (same_burst(a, b), ai(a) && ai(b));
         let strength = base + f64::from(u8::from(same_burst)) + f64::from(u8::from(both_ai_faces));
         if base > 0.0 && strength >= min_strength {
@@ -233,9 +244,15 @@ fn build_links(
                 strength,
                 evidence: matched
                     .iter()
-                    .map(|&(signal, counts)| {
+                    .zip(&contributions)
+                    .map(|(&(signal, counts), &strength)| {
                         let examples = Vec::new();
-                        (signal, PairEvidence { counts, examples })
+                        let evidence = PairEvidence {
+                            counts,
+                            strength,
+                            examples,
+                        };
+                        (signal, evidence)
                     })
                     .collect(),
                 same_burst,
@@ -303,10 +320,10 @@ fn example_posts(data: &Dataset, links: &[Link]) -> io::Result<FxHashMap<PostIx,
 /// Strength from the posts themselves: a pair of posts that several signals matched (a reply
 /// to the same post carrying the same link is a co-reply and a co-link) is one coordinated
 /// post, not one per signal. Where every co-action's example list is complete (fewer than
-/// [`EXAMPLES_KEPT`] pairs), the link's co-action strength becomes the number of distinct
-/// posts matched across signals (the smaller side); links that fall below `min_strength` go.
-/// A complete list holds fewer than ten pairs, so only weak links can change: one chance
-/// moment in a ten-million-post export no longer counts twice.
+/// [`EXAMPLES_KEPT`] pairs), the link's co-action strength is scaled by the share of distinct
+/// posts among the posts the signals counted (the smaller side); links that fall below
+/// `min_strength` go. A complete list holds fewer than ten pairs, so only weak links can
+/// change: one chance moment in a ten-million-post export no longer counts twice.
 fn count_shared_posts_once(links: &mut Vec<Link>, min_strength: f64) {
     for link in links.iter_mut() {
         let co_actions: Vec<&PairEvidence> = link
@@ -329,7 +346,10 @@ fn count_shared_posts_once(links: &mut Vec<Link>, min_strength: f64) {
             high_posts.insert(high);
         }
         let distinct = low_posts.len().min(high_posts.len()) as f64;
-        link.strength -= summed - distinct;
+        if summed > distinct {
+            let co_strength: f64 = co_actions.iter().map(|e| e.strength).sum();
+            link.strength -= co_strength * (1.0 - distinct / summed);
+        }
     }
     links.retain(|l| l.strength >= min_strength);
 }
@@ -607,18 +627,27 @@ mod tests {
                 let distinct = |side: fn(&(u32, u32)) -> u32| {
                     pairs.iter().map(side).collect::<BTreeSet<_>>().len() as u32
                 };
+                // Every match weighs 1 and chance explains none of them.
+                let (low, high) = (distinct(|p| p.0), distinct(|p| p.1));
                 let counts = crate::signals::PairCounts {
-                    low_to_high: distinct(|p| p.0),
-                    high_to_low: distinct(|p| p.1),
+                    low_to_high: low,
+                    high_to_low: high,
+                    matched_low_to_high: low,
+                    matched_high_to_low: high,
+                    surprise_low_to_high: low as f32,
+                    surprise_high_to_low: high as f32,
                 };
+                let strength = counts.surprise();
                 let examples = pairs.iter().take(EXAMPLES_KEPT).copied().collect();
-                (signal, PairEvidence { counts, examples })
+                let evidence = PairEvidence {
+                    counts,
+                    strength,
+                    examples,
+                };
+                (signal, evidence)
             })
             .collect();
-        let strength = evidence
-            .values()
-            .map(|e| f64::from(e.counts.coordinated_posts()))
-            .sum();
+        let strength = evidence.values().map(|e| e.strength).sum();
         Link {
             a,
             b: a + 1,

@@ -1,9 +1,24 @@
 //! Coordination signals: for each kind, the pairs of accounts it links and the evidence (the
 //! actual pairs of posts). Co-actions — same text, near-duplicate text, retweet, link, reply
-//! target or hashtag sequence within `window` — follow the QUT coordination-network-toolkit's
-//! definition: the weight from account A to account B is the number of distinct posts of A
-//! that B matched within the window (inclusive). Unlike the toolkit, an account is never
-//! linked to itself.
+//! target, hashtags of a post, or a day's hashtag sequence — are counted two ways in one pass:
+//!
+//! - **as the QUT coordination-network-toolkit defines them** (`low_to_high`, `high_to_low`):
+//!   the number of distinct posts of A that B matched within `window` (inclusive); these are
+//!   the raw edges (`signal-edges.csv`) and equal the toolkit's. Unlike the toolkit, an
+//!   account is never linked to itself.
+//! - **against chance** (`matched_*`, `surprise_*`), which is what link strength uses:
+//!   - the window adapts to how rare the shared item is: an item the accounts write (a text,
+//!     a link, hashtags, a hashtag sequence) shared by `n` accounts is matched within
+//!     `rare_window · (rare_accounts / n)²`, kept between `window` and `rare_window`. Chance
+//!     pairs among `n` posts spread over a span grow as `n² · window`, so this keeps the
+//!     number expected by chance per item the same: a link thousands post is matched within
+//!     60 s, a near-duplicate text eight accounts post within an hour. Retweets and replies
+//!     keep `window`: they follow the cascade of the post they react to, rare or not;
+//!   - each match weighs the item's rarity, `ln(N / n) / ln(N / 2)` in [0, 1] for `N`
+//!     accounts with posts (an item two accounts share weighs 1, one everyone shares 0), so
+//!     popular items do not glue accounts together;
+//!   - [`ChanceModel`] gives what a pair would match by chance given how active each account
+//!     is in the signal; [`crate::networks`] subtracts it.
 
 use std::io;
 
@@ -66,20 +81,63 @@ pub const EXAMPLES_KEPT: usize = 10;
 
 /// How many posts of each account of a pair (`low < high`) one signal matched: small, as a
 /// large export has millions of pairs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct PairCounts {
-    /// Distinct posts of `low` that `high` matched (the toolkit's weight low → high).
+    /// Distinct posts of `low` that `high` matched within `window` (the toolkit's weight
+    /// low → high).
     pub low_to_high: u32,
-    /// Distinct posts of `high` that `low` matched.
+    /// Distinct posts of `high` that `low` matched within `window`.
     pub high_to_low: u32,
+    /// Distinct posts of `low` that `high` matched within the item's adaptive window.
+    pub matched_low_to_high: u32,
+    pub matched_high_to_low: u32,
+    /// Those matches weighed by their items' rarity.
+    pub surprise_low_to_high: f32,
+    pub surprise_high_to_low: f32,
 }
 
 impl PairCounts {
     /// Posts both accounts took part in: the smaller direction (a burst of repeats by one
     /// account does not count as many coordinated posts).
     pub fn coordinated_posts(&self) -> u32 {
-        self.low_to_high.min(self.high_to_low)
+        self.matched_low_to_high.min(self.matched_high_to_low)
     }
+
+    /// The rarity-weighted coordinated posts, the smaller direction.
+    pub fn surprise(&self) -> f64 {
+        f64::from(self.surprise_low_to_high.min(self.surprise_high_to_low))
+    }
+
+    /// Counts of a pair that matched once, both ways, with this weight (a shared face).
+    pub fn once(surprise: f32) -> Self {
+        PairCounts {
+            low_to_high: 1,
+            high_to_low: 1,
+            matched_low_to_high: 1,
+            matched_high_to_low: 1,
+            surprise_low_to_high: surprise,
+            surprise_high_to_low: surprise,
+        }
+    }
+
+    fn add(&mut self, other: &PairCounts) {
+        self.low_to_high += other.low_to_high;
+        self.high_to_low += other.high_to_low;
+        self.matched_low_to_high += other.matched_low_to_high;
+        self.matched_high_to_low += other.matched_high_to_low;
+        self.surprise_low_to_high += other.surprise_low_to_high;
+        self.surprise_high_to_low += other.surprise_high_to_low;
+    }
+}
+
+/// One match of a post of `a` by account `b`: inside the toolkit's window or only inside the
+/// item's adaptive one, and its rarity weight.
+#[derive(Clone, Copy, Debug)]
+struct Match {
+    /// New for the adaptive count (false when only the toolkit's count is new).
+    counted: bool,
+    within_window: bool,
+    surprise: f32,
 }
 
 /// The evidence of one signal for a link: its counts and example matched posts
@@ -88,19 +146,26 @@ impl PairCounts {
 pub struct PairEvidence {
     #[serde(flatten)]
     pub counts: PairCounts,
+    /// What this signal adds to the link's strength: its rarity-weighted coordinated posts
+    /// less what chance explains (5 for a shared face).
+    pub strength: f64,
     pub examples: Vec<(PostIx, PostIx)>,
 }
 
 pub type PairKey = (AccountIx, AccountIx);
 
 fixed_record! {
-    /// One pair's counts as stored, sorted by pair.
+    /// One pair's counts as stored, sorted by pair (the surprise weights as f32 bits).
     #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
     struct PairRecord {
         low: AccountIx,
         high: AccountIx,
         low_to_high: u32,
         high_to_low: u32,
+        matched_low_to_high: u32,
+        matched_high_to_low: u32,
+        surprise_low_to_high: u32,
+        surprise_high_to_low: u32,
     }
 }
 
@@ -111,6 +176,21 @@ impl PairRecord {
             high,
             low_to_high: counts.low_to_high,
             high_to_low: counts.high_to_low,
+            matched_low_to_high: counts.matched_low_to_high,
+            matched_high_to_low: counts.matched_high_to_low,
+            surprise_low_to_high: counts.surprise_low_to_high.to_bits(),
+            surprise_high_to_low: counts.surprise_high_to_low.to_bits(),
+        }
+    }
+
+    fn counts(&self) -> PairCounts {
+        PairCounts {
+            low_to_high: self.low_to_high,
+            high_to_low: self.high_to_low,
+            matched_low_to_high: self.matched_low_to_high,
+            matched_high_to_low: self.matched_high_to_low,
+            surprise_low_to_high: f32::from_bits(self.surprise_low_to_high),
+            surprise_high_to_low: f32::from_bits(self.surprise_high_to_low),
         }
     }
 }
@@ -119,6 +199,31 @@ impl PairRecord {
 #[derive(Debug, Default)]
 pub struct SignalEdges {
     pairs: Sorted<PairRecord>,
+    /// What pairs match by chance (absent: nothing is expected by chance).
+    pub chance: Option<ChanceModel>,
+}
+
+/// What two accounts would match in one signal by chance: if each account's posts in the
+/// signal took their items and times independently of the others', a pair would match
+/// `activity[a] · activity[b] · per_post_pair` rarity-weighted posts, where
+/// `per_post_pair = Σ_items rarity · n(n − 1) · min(1, 2·window / span) / posts²` (`n`: the
+/// item's posts, `window`: its adaptive window, `span`: the signal's time span, `posts`: all
+/// posts keyed in the signal). The time term is what makes a network the whole export
+/// consists of still stand out: chance does not put their posts within minutes.
+#[derive(Clone, Debug, Default)]
+pub struct ChanceModel {
+    /// Posts (keyed items) of each account in the signal.
+    pub activity: Vec<u32>,
+    pub per_post_pair: f64,
+}
+
+impl ChanceModel {
+    /// Rarity-weighted matches expected by chance between `a` and `b`.
+    pub fn expected(&self, a: AccountIx, b: AccountIx) -> f64 {
+        let activity =
+            |x: AccountIx| f64::from(self.activity.get(x as usize).copied().unwrap_or(0));
+        activity(a) * activity(b) * self.per_post_pair
+    }
 }
 
 impl SignalEdges {
@@ -130,6 +235,7 @@ impl SignalEdges {
             .collect();
         Self {
             pairs: Sorted::from_vec(records),
+            chance: None,
         }
     }
 
@@ -153,18 +259,18 @@ impl Iterator for PairIter<'_> {
     type Item = io::Result<(PairKey, PairCounts)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let mut current = match self.pending.take() {
+        let first = match self.pending.take() {
             Some(record) => record,
             None => match self.merge.next()? {
                 Ok(record) => record,
                 Err(e) => return Some(Err(e)),
             },
         };
+        let mut counts = first.counts();
         loop {
             match self.merge.next() {
-                Some(Ok(next)) if (next.low, next.high) == (current.low, current.high) => {
-                    current.low_to_high += next.low_to_high;
-                    current.high_to_low += next.high_to_low;
+                Some(Ok(next)) if (next.low, next.high) == (first.low, first.high) => {
+                    counts.add(&next.counts());
                 }
                 Some(Ok(next)) => {
                     self.pending = Some(next);
@@ -174,11 +280,7 @@ impl Iterator for PairIter<'_> {
                 None => break,
             }
         }
-        let counts = PairCounts {
-            low_to_high: current.low_to_high,
-            high_to_low: current.high_to_low,
-        };
-        Some(Ok(((current.low, current.high), counts)))
+        Some(Ok(((first.low, first.high), counts)))
     }
 }
 
@@ -202,12 +304,19 @@ impl PairCounter {
         }
     }
 
-    fn add(&mut self, a: AccountIx, b: AccountIx) -> io::Result<()> {
+    fn add(&mut self, a: AccountIx, b: AccountIx, found: Match) -> io::Result<()> {
         let counts = self.map.entry((a.min(b), a.max(b))).or_default();
+        let raw = u32::from(found.within_window);
+        let counted = u32::from(found.counted);
+        let surprise = if found.counted { found.surprise } else { 0.0 };
         if a < b {
-            counts.low_to_high += 1;
+            counts.low_to_high += raw;
+            counts.matched_low_to_high += counted;
+            counts.surprise_low_to_high += surprise;
         } else {
-            counts.high_to_low += 1;
+            counts.high_to_low += raw;
+            counts.matched_high_to_low += counted;
+            counts.surprise_high_to_low += surprise;
         }
         if self.map.len() >= self.limit {
             self.write_run()?;
@@ -227,14 +336,17 @@ impl PairCounter {
             .push_sorted_run(&run)
     }
 
-    fn finish(mut self) -> io::Result<SignalEdges> {
+    fn finish(mut self, chance: ChanceModel) -> io::Result<SignalEdges> {
         if self.runs.is_none() {
-            return Ok(SignalEdges::from_pairs(self.map));
+            let mut edges = SignalEdges::from_pairs(self.map);
+            edges.chance = Some(chance);
+            return Ok(edges);
         }
         self.write_run()?;
         let runs = self.runs.take().unwrap_or_default();
         Ok(SignalEdges {
             pairs: runs.finish()?,
+            chance: Some(chance),
         })
     }
 }
@@ -251,8 +363,13 @@ enum Sink<'s> {
 /// Parameters of the co-action signals.
 #[derive(Clone, Debug)]
 pub struct CoActionParams {
-    /// Two posts coordinate when at most this far apart (milliseconds, inclusive).
+    /// Two posts coordinate when at most this far apart (milliseconds, inclusive): the
+    /// toolkit's window, and the adaptive window's floor (for popular items).
     pub window_ms: i64,
+    /// The adaptive window's ceiling, for items shared by `rare_accounts` or fewer accounts
+    /// (`window_ms` or less turns adaptation off).
+    pub rare_window_ms: i64,
+    pub rare_accounts: u32,
     /// Near-duplicate threshold on the Jaccard similarity of word sets.
     pub similarity: f64,
 }
@@ -261,9 +378,32 @@ impl Default for CoActionParams {
     fn default() -> Self {
         Self {
             window_ms: 60_000,
+            rare_window_ms: 3_600_000,
+            rare_accounts: 8,
             similarity: 0.8,
         }
     }
+}
+
+impl CoActionParams {
+    /// The window for an item shared by `accounts` accounts:
+    /// `rare_window · (rare_accounts / accounts)²`, kept between `window` and `rare_window`.
+    pub fn window_for(&self, accounts: u32) -> i64 {
+        if self.rare_window_ms <= self.window_ms {
+            return self.window_ms;
+        }
+        let ratio = f64::from(self.rare_accounts) / f64::from(accounts.max(1));
+        let widened = self.rare_window_ms as f64 * ratio * ratio;
+        (widened as i64).clamp(self.window_ms, self.rare_window_ms)
+    }
+}
+
+/// The weight of a match on an item shared by `accounts` of the `population` accounts with
+/// posts: `ln(N / n) / ln(N / 2)`, 1 for an item two accounts share, 0 for one all share.
+pub fn rarity(accounts: u32, population: u32) -> f32 {
+    let population = f64::from(population.max(3));
+    let accounts = f64::from(accounts.max(2));
+    ((population / accounts).ln() / (population / 2.0).ln()).clamp(0.0, 1.0) as f32
 }
 
 /// Example post pairs of `signal` for the `wanted` pairs (a second pass of the join).
@@ -313,8 +453,8 @@ fn co_action_counts(
     pairs_in_memory: usize,
 ) -> io::Result<SignalEdges> {
     let mut counter = PairCounter::new(pairs_in_memory);
-    co_action(data, signal, params, &mut Sink::Count(&mut counter))?;
-    counter.finish()
+    let chance = co_action(data, signal, params, &mut Sink::Count(&mut counter))?;
+    counter.finish(chance)
 }
 
 fn co_action(
@@ -322,21 +462,30 @@ fn co_action(
     signal: Signal,
     params: &CoActionParams,
     sink: &mut Sink,
-) -> io::Result<()> {
+) -> io::Result<ChanceModel> {
     if !data.is_finished() {
         return Err(io::Error::other(
             "the dataset is still being read (finish_reading was not called)",
         ));
     }
     let Some(keyed) = data.keyed(signal) else {
-        return Ok(());
+        return Ok(ChanceModel::default());
     };
-    let window = params.window_ms;
+    // Retweets and replies react to a post: their times follow its cascade (most within
+    // hours of it, whoever they are), so a rare target says nothing about timing and they
+    // keep the fixed window. What the accounts write themselves adapts.
+    let reaction = CoActionParams {
+        rare_window_ms: 0,
+        ..params.clone()
+    };
     match signal {
         Signal::CoSimilarTweet => near_duplicates(data, keyed, params, sink),
         // A post with several links sits in several groups.
-        Signal::CoLink => join_on_key(data, keyed, window, None, Groups::Several, sink),
-        _ => join_on_key(data, keyed, window, None, Groups::One, sink),
+        Signal::CoLink => join_on_key(data, keyed, params, None, Groups::Several, sink),
+        Signal::CoRetweet | Signal::CoReply => {
+            join_on_key(data, keyed, &reaction, None, Groups::One, sink)
+        }
+        _ => join_on_key(data, keyed, params, None, Groups::One, sink),
     }
 }
 
@@ -353,23 +502,31 @@ enum Groups {
 }
 
 /// The co-action join: posts grouped by key (read in key order, one group in memory at a
-/// time), and within a group every pair of posts by different accounts at most `window_ms`
-/// apart that `filter` accepts.
+/// time), and within a group every pair of posts by different accounts within the group's
+/// window that `filter` accepts. Returns the signal's chance model.
 fn join_on_key(
     data: &Dataset,
     keyed: &Sorted<Keyed>,
-    window_ms: i64,
+    params: &CoActionParams,
     filter: PostFilter,
     groups: Groups,
     sink: &mut Sink,
-) -> io::Result<()> {
+) -> io::Result<ChanceModel> {
+    let accounts = data.accounts.len();
     let mut join = Join {
-        window_ms,
+        params,
+        population: data.accounts.iter().filter(|a| a.posts > 0).count() as u32,
         filter,
         groups,
-        last_match: vec![0; data.accounts.len()],
+        last_match: vec![0; accounts],
+        last_raw_match: vec![0; accounts],
         stamp: 0,
         seen: FxHashSet::default(),
+        seen_raw: FxHashSet::default(),
+        activity: vec![0; accounts],
+        chance_pairs: 0.0,
+        posts: 0,
+        span: (i64::MAX, i64::MIN),
     };
     let mut group: Vec<Keyed> = Vec::new();
     for item in keyed.iter()? {
@@ -383,39 +540,70 @@ fn join_on_key(
         }
         group.push(item);
     }
-    join.group(&group, sink)
+    join.group(&group, sink)?;
+    Ok(join.chance_model())
 }
 
 /// The state of one join across its groups.
 struct Join<'f> {
-    window_ms: i64,
+    params: &'f CoActionParams,
+    /// Accounts with posts: the `N` of [`rarity`].
+    population: u32,
     filter: PostFilter<'f>,
     groups: Groups,
     /// `last_match[b]` = the stamp of the item that last matched account b: one count per
-    /// (post, b).
+    /// (post, b); `last_raw_match` the same within the toolkit's window. Between items,
+    /// `last_match` also counts a group's distinct accounts.
     last_match: Vec<u64>,
+    last_raw_match: Vec<u64>,
     stamp: u64,
     seen: FxHashSet<(PostIx, AccountIx)>,
+    seen_raw: FxHashSet<(PostIx, AccountIx)>,
+    /// The chance model's sums: posts per account, Σ rarity·n(n−1)·p(window), posts, span.
+    activity: Vec<u32>,
+    chance_pairs: f64,
+    posts: u64,
+    span: (i64, i64),
 }
 
 impl Join<'_> {
     fn group(&mut self, group: &[Keyed], sink: &mut Sink) -> io::Result<()> {
+        for item in group {
+            self.activity[item.account as usize] += 1;
+            self.span = (self.span.0.min(item.time_ms), self.span.1.max(item.time_ms));
+        }
+        self.posts += group.len() as u64;
         if group.len() < 2 {
+            return Ok(());
+        }
+        let sharing = self.distinct_accounts(group);
+        let window = self.params.window_for(sharing);
+        let surprise = rarity(sharing, self.population);
+        let n = group.len() as f64;
+        // Filled in `chance_model` once the span is known: kept as (weight · n(n−1), window).
+        self.chance_pairs += f64::from(surprise) * n * (n - 1.0) * window as f64;
+        if sharing < 2 {
             return Ok(());
         }
         let mut lo = 0;
         let mut hi = 0;
         for item in group {
-            while group[lo].time_ms < item.time_ms - self.window_ms {
+            while group[lo].time_ms < item.time_ms - window {
                 lo += 1;
             }
-            while hi + 1 < group.len() && group[hi + 1].time_ms <= item.time_ms + self.window_ms {
+            while hi + 1 < group.len() && group[hi + 1].time_ms <= item.time_ms + window {
                 hi += 1;
             }
             self.stamp += 1;
             for other in &group[lo..=hi] {
                 let b = other.account;
-                if b == item.account || self.last_match[b as usize] == self.stamp {
+                if b == item.account {
+                    continue;
+                }
+                let within_window = (other.time_ms - item.time_ms).abs() <= self.params.window_ms;
+                let need_counted = self.last_match[b as usize] != self.stamp;
+                let need_raw = within_window && self.last_raw_match[b as usize] != self.stamp;
+                if !need_counted && !need_raw {
                     continue;
                 }
                 if self
@@ -424,23 +612,72 @@ impl Join<'_> {
                 {
                     continue;
                 }
-                if self.groups == Groups::Several && !self.seen.insert((item.post, b)) {
-                    continue;
+                if need_counted {
+                    self.last_match[b as usize] = self.stamp;
                 }
-                self.last_match[b as usize] = self.stamp;
-                record(sink, item, other)?;
+                if need_raw {
+                    self.last_raw_match[b as usize] = self.stamp;
+                }
+                let counted = need_counted && self.first_time(false, item.post, b);
+                let raw = need_raw && self.first_time(true, item.post, b);
+                if counted || raw {
+                    let found = Match {
+                        counted,
+                        within_window: raw,
+                        surprise,
+                    };
+                    record(sink, item, other, found)?;
+                }
             }
         }
         Ok(())
     }
+
+    /// Whether (post, b) is matched for the first time (across the groups of a post that sits
+    /// in several), in the toolkit's count (`raw`) or the adaptive one.
+    fn first_time(&mut self, raw: bool, post: PostIx, b: AccountIx) -> bool {
+        match (self.groups, raw) {
+            (Groups::One, _) => true,
+            (Groups::Several, false) => self.seen.insert((post, b)),
+            (Groups::Several, true) => self.seen_raw.insert((post, b)),
+        }
+    }
+
+    fn distinct_accounts(&mut self, group: &[Keyed]) -> u32 {
+        self.stamp += 1;
+        let mut sharing = 0;
+        for item in group {
+            let slot = &mut self.last_match[item.account as usize];
+            if *slot != self.stamp {
+                *slot = self.stamp;
+                sharing += 1;
+            }
+        }
+        sharing
+    }
+
+    fn chance_model(self) -> ChanceModel {
+        let span = (self.span.1 - self.span.0).max(1) as f64;
+        let posts = self.posts.max(1) as f64;
+        // Two posts at independent uniform times fall within w of each other with
+        // probability ≈ 2w / span (at most 1).
+        let per_post_pair = (2.0 * self.chance_pairs / span) / (posts * posts);
+        ChanceModel {
+            activity: self.activity,
+            per_post_pair,
+        }
+    }
 }
 
 /// Counts `item`'s post as matched by `other`'s account (or keeps the pair as an example).
-fn record(sink: &mut Sink, item: &Keyed, other: &Keyed) -> io::Result<()> {
+fn record(sink: &mut Sink, item: &Keyed, other: &Keyed, matched: Match) -> io::Result<()> {
     let (a, b) = (item.account, other.account);
     match sink {
-        Sink::Count(counter) => counter.add(a, b)?,
+        Sink::Count(counter) => counter.add(a, b, matched)?,
         Sink::Examples { wanted, found } => {
+            if !matched.counted {
+                return Ok(());
+            }
             let key = (a.min(b), a.max(b));
             if !wanted.contains(&key) {
                 return Ok(());
@@ -488,15 +725,14 @@ fn near_duplicates(
     bands: &Sorted<Keyed>,
     params: &CoActionParams,
     sink: &mut Sink,
-) -> io::Result<()> {
+) -> io::Result<ChanceModel> {
     let similar = |i: PostIx, j: PostIx| match (data.similar_words(i), data.similar_words(j)) {
         (Some((key_i, words_i)), Some((key_j, words_j))) => {
             (key_i == 0 || key_i != key_j) && jaccard(words_i, words_j) >= params.similarity
         }
         _ => false,
     };
-    let window = params.window_ms;
-    join_on_key(data, bands, window, Some(&similar), Groups::Several, sink)
+    join_on_key(data, bands, params, Some(&similar), Groups::Several, sink)
 }
 
 fn minhash(tokens: &[u32]) -> [u32; MINHASHES] {
@@ -546,13 +782,7 @@ pub fn shared_faces(data: &Dataset, max_distance: u32) -> SignalEdges {
                     continue;
                 };
                 if (fa.phash ^ fb.phash).count_ones() <= max_distance {
-                    pairs.insert(
-                        (a.min(b), a.max(b)),
-                        PairCounts {
-                            low_to_high: 1,
-                            high_to_low: 1,
-                        },
-                    );
+                    pairs.insert((a.min(b), a.max(b)), PairCounts::once(1.0));
                 }
             }
         }
@@ -593,11 +823,13 @@ mod tests {
     ) -> Vec<(String, String, u32, u32)> {
         let edges =
             co_action_counts(data, signal, &CoActionParams::default(), pairs_in_memory).unwrap();
+        // The toolkit's edges: pairs matched within the window (others only in the adaptive one).
         let mut out: Vec<_> = edges
             .iter()
             .unwrap()
-            .map(|pair| {
-                let ((a, b), e) = pair.unwrap();
+            .map(Result::unwrap)
+            .filter(|(_, e)| e.low_to_high + e.high_to_low > 0)
+            .map(|((a, b), e)| {
                 (
                     data.accounts[a as usize].id.clone(),
                     data.accounts[b as usize].id.clone(),
@@ -628,6 +860,109 @@ mod tests {
                 ("b".into(), "c".into(), 1, 1)
             ]
         );
+    }
+
+    fn counts(
+        data: &Dataset,
+        signal: Signal,
+        params: &CoActionParams,
+    ) -> Vec<(String, PairCounts)> {
+        let edges = co_action_counts(data, signal, params, PAIRS_IN_MEMORY).unwrap();
+        edges
+            .iter()
+            .unwrap()
+            .map(Result::unwrap)
+            .map(|((a, b), e)| {
+                let name = |x: AccountIx| data.accounts[x as usize].id.clone();
+                (format!("{}-{}", name(a), name(b)), e)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_window_widens_for_rare_items_and_narrows_for_popular_ones() {
+        let params = CoActionParams::default();
+        assert_eq!(params.window_for(2), 3_600_000);
+        assert_eq!(params.window_for(8), 3_600_000);
+        assert_eq!(params.window_for(16), 900_000);
+        assert_eq!(params.window_for(10_000), 60_000);
+        let fixed = CoActionParams {
+            rare_window_ms: 60_000,
+            ..CoActionParams::default()
+        };
+        assert_eq!(fixed.window_for(2), 60_000);
+        // A text two accounts post 20 minutes apart: no toolkit edge, one adaptive match
+        // of full rarity weight each way.
+        let data = dataset(&[
+            ("1", "a", 0, "a rare text only these two post", None),
+            ("2", "b", 1200, "a rare text only these two post", None),
+            ("3", "c", 0, "filler", None),
+            ("4", "d", 0, "more filler", None),
+        ]);
+        let found = counts(&data, Signal::CoTweet, &params);
+        assert_eq!(found.len(), 1);
+        let (pair, e) = &found[0];
+        assert_eq!(pair, "a-b");
+        assert_eq!((e.low_to_high, e.high_to_low), (0, 0));
+        assert_eq!((e.matched_low_to_high, e.matched_high_to_low), (1, 1));
+        assert!((e.surprise() - 1.0).abs() < 1e-6, "{e:?}");
+        assert!(counts(&data, Signal::CoTweet, &fixed).is_empty());
+    }
+
+    #[test]
+    fn popular_items_weigh_less_and_chance_grows_with_activity() {
+        assert_eq!(rarity(2, 1000), 1.0);
+        assert!(rarity(500, 1000) < 0.15);
+        assert_eq!(rarity(1000, 1000), 0.0);
+        // Ten accounts post one phrase within a minute; two of them also share a rare text.
+        let mut rows: Vec<(String, String, i64, String)> = (0..10)
+            .map(|i| (i.to_string(), format!("u{i}"), i, "good morning".to_owned()))
+            .collect();
+        rows.push((
+            "20".into(),
+            "u0".into(),
+            500,
+            "only two of us say this".into(),
+        ));
+        rows.push((
+            "21".into(),
+            "u1".into(),
+            510,
+            "only two of us say this".into(),
+        ));
+        for i in 0..30 {
+            rows.push((
+                format!("{}", 100 + i),
+                format!("x{i}"),
+                9000 * i,
+                format!("own {i}"),
+            ));
+        }
+        let posts: Vec<(&str, &str, i64, &str, Option<&str>)> = rows
+            .iter()
+            .map(|(id, a, t, text)| (id.as_str(), a.as_str(), *t, text.as_str(), None))
+            .collect();
+        let data = dataset(&posts);
+        let found = counts(&data, Signal::CoTweet, &CoActionParams::default());
+        let of = |pair: &str| found.iter().find(|(p, _)| p == pair).map(|(_, e)| *e);
+        let (rare, common) = (of("u0-u1").unwrap(), of("u2-u3").unwrap());
+        assert_eq!(rare.coordinated_posts(), 2);
+        assert_eq!(common.coordinated_posts(), 1);
+        // u0–u1: the phrase (ten of 40 accounts) and the rare text (two) weigh 0.46 + 1.
+        assert!(
+            common.surprise() < 0.5 && rare.surprise() > 1.4,
+            "{common:?} {rare:?}"
+        );
+        let edges =
+            co_action_counts(&data, Signal::CoTweet, &CoActionParams::default(), 99).unwrap();
+        let chance = edges.chance.unwrap();
+        let (u0, u2) = (
+            data.account_ix("u0").unwrap(),
+            data.account_ix("u2").unwrap(),
+        );
+        let x0 = data.account_ix("x0").unwrap();
+        assert!(chance.expected(u0, u2) > chance.expected(u2, x0));
+        assert!(chance.expected(u0, u2) < 0.1, "{}", chance.expected(u0, u2));
     }
 
     #[test]
