@@ -15,6 +15,7 @@ use serde::Serialize;
 use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 
 use crate::diagnostics::Diagnostics;
+use crate::sequences::{sequences, HashtagUse, SequenceRule};
 use crate::signals::{band_keys, Signal};
 use crate::spill::{fixed_record, RecordLog, Sorted, Sorter};
 use crate::text::{key_of_normalised, link_form, normalise_text, tokens_of_normalised, LinkMatch};
@@ -122,6 +123,8 @@ pub struct IngestOptions {
     pub signals: Vec<Signal>,
     /// Posts with fewer distinct words are never near-duplicates (short posts match by chance).
     pub min_tokens: usize,
+    /// Which account-days make a hashtag sequence.
+    pub sequence: SequenceRule,
 }
 
 impl Default for IngestOptions {
@@ -130,6 +133,7 @@ impl Default for IngestOptions {
             link_match: LinkMatch::default(),
             signals: Signal::CO_ACTIONS.to_vec(),
             min_tokens: 5,
+            sequence: SequenceRule::default(),
         }
     }
 }
@@ -168,6 +172,9 @@ pub struct Dataset {
     /// Keyed records per co-action signal: being sorted while reading, sorted after.
     sorting: FxHashMap<Signal, Sorter<Keyed>>,
     keyed: FxHashMap<Signal, Sorted<Keyed>>,
+    /// Every hashtag of every original post, for hashtag sequences: being sorted, then sorted.
+    hashtag_uses_sorting: Sorter<HashtagUse>,
+    hashtag_uses: Sorted<HashtagUse>,
     /// Original posts' words, for near-duplicates (post order).
     pub token_spans: Vec<TokenSpan>,
     pub token_data: Vec<u32>,
@@ -254,6 +261,11 @@ impl Dataset {
         self.finished
     }
 
+    /// Every hashtag of every original post, by account and time (after `finish_reading`).
+    pub fn hashtag_uses(&self) -> &Sorted<HashtagUse> {
+        &self.hashtag_uses
+    }
+
     /// The text key and words of `post`, when kept for near-duplicates.
     pub fn similar_words(&self, post: PostIx) -> Option<(u64, &[u32])> {
         let i = self
@@ -287,6 +299,12 @@ impl Dataset {
         }
         for (signal, sorter) in std::mem::take(&mut self.sorting) {
             self.keyed.insert(signal, sorter.finish()?);
+        }
+        self.hashtag_uses = std::mem::take(&mut self.hashtag_uses_sorting).finish()?;
+        if self.wants(Signal::CoHashtagSequence) {
+            let rule = &self.options.sequence;
+            let keyed = sequences(&self.hashtag_uses, rule, |p| self.is_dropped(p))?;
+            self.keyed.insert(Signal::CoHashtagSequence, keyed);
         }
         self.finished = true;
         Ok(())
@@ -419,9 +437,14 @@ impl Dataset {
         if let Some(target) = raw.reply_to.map(str::trim).filter(|s| !s.is_empty()) {
             self.key_post(Signal::CoReply, at(xxh3_64(target.as_bytes())))?;
         }
-        if self.wants(Signal::CoHashtags) {
-            if let Some(tags) = hashtag_key(raw.hashtags.as_deref(), raw.text) {
-                self.key_post(Signal::CoHashtags, at(tags))?;
+        let sequence = self.wants(Signal::CoHashtagSequence) && repost_of.is_none();
+        if self.wants(Signal::CoHashtags) || sequence {
+            let tags = post_hashtags(raw.hashtags.as_deref(), raw.text);
+            if let Some(key) = hashtag_key(&tags) {
+                self.key_post(Signal::CoHashtags, at(key))?;
+            }
+            if sequence {
+                self.keep_hashtag_uses(at(0), &tags)?;
             }
         }
         if repost_of.is_some() {
@@ -444,6 +467,21 @@ impl Dataset {
         }
         if self.wants(Signal::CoSimilarTweet) {
             self.keep_tokens(at(text_key.unwrap_or(0)), &normalised)?;
+        }
+        Ok(())
+    }
+
+    /// Keeps each hashtag of an original post for the day's sequence (a repost's hashtags
+    /// are its source's).
+    fn keep_hashtag_uses(&mut self, post: Keyed, tags: &[String]) -> io::Result<()> {
+        for (position, tag) in tags.iter().enumerate() {
+            self.hashtag_uses_sorting.push(HashtagUse {
+                account: post.account,
+                time_ms: post.time_ms,
+                post: post.post,
+                position: position as u32,
+                tag: xxh3_64(tag.as_bytes()),
+            })?;
         }
         Ok(())
     }
@@ -532,9 +570,15 @@ fn canonical_number(id: &str) -> Option<u64> {
     id.parse::<u64>().ok().filter(|&n| n < OTHER)
 }
 
-/// The ordered, lower-cased hashtag sequence of a post, when it has two or more.
-fn hashtag_key(listed: Option<&[String]>, text: &str) -> Option<u64> {
-    let tags: Vec<String> = match listed {
+/// The key of a post's ordered hashtags, when it has two or more.
+fn hashtag_key(tags: &[String]) -> Option<u64> {
+    (tags.len() >= 2).then(|| xxh3_64(tags.join(" ").as_bytes()))
+}
+
+/// A post's hashtags, lower-cased, in order: the export's list when it has one, else the
+/// `#words` of the text.
+fn post_hashtags(listed: Option<&[String]>, text: &str) -> Vec<String> {
+    match listed {
         Some(tags) => tags
             .iter()
             .map(|t| t.trim_start_matches('#').to_lowercase())
@@ -549,8 +593,7 @@ fn hashtag_key(listed: Option<&[String]>, text: &str) -> Option<u64> {
             })
             .filter(|t| !t.is_empty())
             .collect(),
-    };
-    (tags.len() >= 2).then(|| xxh3_64(tags.join(" ").as_bytes()))
+    }
 }
 
 #[cfg(test)]
@@ -687,12 +730,13 @@ mod tests {
     }
 
     #[test]
-    fn hashtag_sequences() {
+    fn hashtags_of_a_post() {
+        let key = |listed: Option<&[String]>, text| hashtag_key(&post_hashtags(listed, text));
         assert_eq!(
-            hashtag_key(None, "#A and #b!"),
-            hashtag_key(Some(&["a".into(), "B".into()]), "")
+            key(None, "#A and #b!"),
+            key(Some(&["a".into(), "B".into()]), "")
         );
-        assert_eq!(hashtag_key(None, "only #one"), None);
-        assert_ne!(hashtag_key(None, "#a #b"), hashtag_key(None, "#b #a"));
+        assert_eq!(key(None, "only #one"), None);
+        assert_ne!(key(None, "#a #b"), key(None, "#b #a"));
     }
 }

@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod louvain;
 pub mod networks;
 pub mod pylist;
+pub mod sequences;
 pub mod signals;
 pub mod simulate;
 pub mod spill;

@@ -329,7 +329,10 @@ fn count_shared_posts_once(links: &mut Vec<Link>, min_strength: f64) {
         let co_actions: Vec<&PairEvidence> = link
             .evidence
             .iter()
-            .filter(|(signal, _)| Signal::CO_ACTIONS.contains(signal))
+            // A sequence's examples are its posts side by side, not matched pairs.
+            .filter(|(signal, _)| {
+                Signal::CO_ACTIONS.contains(signal) && **signal != Signal::CoHashtagSequence
+            })
             .map(|(_, evidence)| evidence)
             .collect();
         if co_actions.len() < 2 || co_actions.iter().any(|e| e.examples.len() >= EXAMPLES_KEPT) {

@@ -43,17 +43,20 @@ pub enum Signal {
     CoLink,
     CoReply,
     CoHashtags,
+    /// The same ordered hashtags over a UTC day, across posts ([`crate::sequences`]).
+    CoHashtagSequence,
     SharedFace,
 }
 
 impl Signal {
-    pub const CO_ACTIONS: [Signal; 6] = [
+    pub const CO_ACTIONS: [Signal; 7] = [
         Signal::CoTweet,
         Signal::CoSimilarTweet,
         Signal::CoRetweet,
         Signal::CoLink,
         Signal::CoReply,
         Signal::CoHashtags,
+        Signal::CoHashtagSequence,
     ];
 
     pub fn name(self) -> &'static str {
@@ -64,6 +67,7 @@ impl Signal {
             Signal::CoLink => "co-link",
             Signal::CoReply => "co-reply",
             Signal::CoHashtags => "co-hashtags",
+            Signal::CoHashtagSequence => "co-hashtag-sequence",
             Signal::SharedFace => "shared-face",
         }
     }
@@ -424,6 +428,44 @@ pub fn examples(
                 found: &mut found,
             },
         )?;
+    }
+    if signal == Signal::CoHashtagSequence {
+        found = sequence_examples(data, found)?;
+    }
+    Ok(found)
+}
+
+/// A matched sequence is named by its first posts; its evidence is every post of it, the
+/// accounts' i-th posts side by side.
+fn sequence_examples(
+    data: &Dataset,
+    firsts: FxHashMap<PairKey, Vec<(PostIx, PostIx)>>,
+) -> io::Result<FxHashMap<PairKey, Vec<(PostIx, PostIx)>>> {
+    let day_of_post = |post: PostIx| -> io::Result<Option<(AccountIx, i64)>> {
+        Ok(data
+            .post(post)?
+            .map(|(account, time_ms, _)| (account, crate::sequences::day_index(time_ms))))
+    };
+    let mut wanted = FxHashSet::default();
+    for &(p, q) in firsts.values().flatten() {
+        wanted.extend(day_of_post(p)?);
+        wanted.extend(day_of_post(q)?);
+    }
+    let posts =
+        crate::sequences::sequence_posts(data.hashtag_uses(), &wanted, |p| data.is_dropped(p))?;
+    let mut found = FxHashMap::default();
+    for (pair, examples) in firsts {
+        let mut aligned = Vec::new();
+        for (p, q) in examples {
+            let (Some(day_p), Some(day_q)) = (day_of_post(p)?, day_of_post(q)?) else {
+                continue;
+            };
+            if let (Some(ps), Some(qs)) = (posts.get(&day_p), posts.get(&day_q)) {
+                aligned.extend(ps.iter().copied().zip(qs.iter().copied()));
+            }
+        }
+        aligned.truncate(EXAMPLES_KEPT);
+        found.insert(pair, aligned);
     }
     Ok(found)
 }
@@ -963,6 +1005,60 @@ mod tests {
         let x0 = data.account_ix("x0").unwrap();
         assert!(chance.expected(u0, u2) > chance.expected(u2, x0));
         assert!(chance.expected(u0, u2) < 0.1, "{}", chance.expected(u0, u2));
+    }
+
+    #[test]
+    fn accounts_posting_one_hashtag_sequence_over_a_day_are_linked_with_its_posts() {
+        let mut rows: Vec<(String, String, i64, String)> = Vec::new();
+        let tags = ["#vote", "#army", "#nation", "#unity", "#king"];
+        for (i, tag) in tags.iter().enumerate() {
+            let t = 3600 * i as i64;
+            rows.push((
+                format!("a{i}"),
+                "a".into(),
+                t,
+                format!("morning words {tag}"),
+            ));
+            rows.push((
+                format!("n{i}"),
+                "a".into(),
+                t + 60,
+                "unrelated chatter".into(),
+            ));
+            rows.push((
+                format!("b{i}"),
+                "b".into(),
+                t + 1800,
+                format!("other text {tag}"),
+            ));
+            // c posts the same hashtags in reverse order.
+            rows.push((format!("c{i}"), "c".into(), t, format!("x {}", tags[4 - i])));
+        }
+        let posts: Vec<(&str, &str, i64, &str, Option<&str>)> = rows
+            .iter()
+            .map(|(id, a, t, text)| (id.as_str(), a.as_str(), *t, text.as_str(), None))
+            .collect();
+        let data = dataset(&posts);
+        assert_eq!(
+            weights(&data, Signal::CoHashtagSequence),
+            [("a".into(), "b".into(), 1, 1)]
+        );
+        assert!(weights(&data, Signal::CoHashtags).is_empty());
+        let wanted = FxHashSet::from_iter([(0, data.account_ix("b").unwrap())]);
+        let params = CoActionParams::default();
+        let found = examples(&data, Signal::CoHashtagSequence, &params, &wanted).unwrap();
+        let ids: Vec<(String, String)> = found[&(0, 1)]
+            .iter()
+            .map(|&(p, q)| {
+                (
+                    data.post(p).unwrap().unwrap().2,
+                    data.post(q).unwrap().unwrap().2,
+                )
+            })
+            .collect();
+        let expected: Vec<(String, String)> =
+            (0..5).map(|i| (format!("a{i}"), format!("b{i}"))).collect();
+        assert_eq!(ids, expected);
     }
 
     #[test]
