@@ -14,8 +14,8 @@
 //!     number expected by chance per item the same: a link thousands post is matched within
 //!     60 s, a near-duplicate text eight accounts post within an hour. Retweets and replies
 //!     keep `window`: they follow the cascade of the post they react to, rare or not;
-//!   - each match weighs the item's rarity, `ln(N / n) / ln(N / 2)` in [0, 1] for `N`
-//!     accounts with posts (an item two accounts share weighs 1, one everyone shares 0), so
+//!   - each match weighs the item's rarity, `min(1, √N / n)` for `N` accounts with posts (an
+//!     item at most √N accounts share weighs 1, one a hundred times more popular 0.01), so
 //!     popular items do not glue accounts together;
 //!   - [`ChanceModel`] gives what a pair would match by chance given how active each account
 //!     is in the signal; [`crate::networks`] subtracts it.
@@ -402,12 +402,14 @@ impl CoActionParams {
     }
 }
 
-/// The weight of a match on an item shared by `accounts` of the `population` accounts with
-/// posts: `ln(N / n) / ln(N / 2)`, 1 for an item two accounts share, 0 for one all share.
+/// The weight of a match on an item shared by `n` of the `N` accounts with posts:
+/// `min(1, √N / n)`. An item at most √N accounts share (a network's, a small community's)
+/// counts fully; beyond, each sharer's match weighs in inverse proportion to how many share
+/// it, as the resource-allocation index of link prediction weighs common neighbours: an item
+/// ten times more popular says a tenth as much about any one pair.
 pub fn rarity(accounts: u32, population: u32) -> f32 {
-    let population = f64::from(population.max(3));
-    let accounts = f64::from(accounts.max(2));
-    ((population / accounts).ln() / (population / 2.0).ln()).clamp(0.0, 1.0) as f32
+    let full = f64::from(population).sqrt();
+    (full / f64::from(accounts.max(1))).min(1.0) as f32
 }
 
 /// Example post pairs of `signal` for the `wanted` pairs (a second pass of the join).
@@ -953,9 +955,10 @@ mod tests {
 
     #[test]
     fn popular_items_weigh_less_and_chance_grows_with_activity() {
-        assert_eq!(rarity(2, 1000), 1.0);
-        assert!(rarity(500, 1000) < 0.15);
-        assert_eq!(rarity(1000, 1000), 0.0);
+        assert_eq!(rarity(2, 10_000), 1.0);
+        assert_eq!(rarity(100, 10_000), 1.0);
+        assert!((rarity(1000, 10_000) - 0.1).abs() < 1e-6);
+        assert!((rarity(10_000, 10_000) - 0.01).abs() < 1e-6);
         // Ten accounts post one phrase within a minute; two of them also share a rare text.
         let mut rows: Vec<(String, String, i64, String)> = (0..10)
             .map(|i| (i.to_string(), format!("u{i}"), i, "good morning".to_owned()))

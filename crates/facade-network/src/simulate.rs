@@ -1,8 +1,12 @@
 //! A synthetic account export in the Twitter Information Operations archive format: organic
 //! accounts with heavy-tailed activity (originals, replies, retweet cascades of viral posts,
-//! links and hashtags from Zipf-distributed pools, a few stock phrases everyone uses) plus
-//! planted coordinated networks of different styles, with the ground truth. Deterministic
-//! for a seed. Rows are written as they are generated, so millions of posts need no memory.
+//! links and hashtags from Zipf-distributed pools, a few stock phrases everyone uses) and the
+//! organic behaviour that makes false positives in the real world — trending hashtags and
+//! breaking-news links that thousands post within minutes, fans retweeting a celebrity within
+//! seconds, accounts created in a platform's launch week, bots posting every hour on their
+//! own — plus planted coordinated networks of six styles, with the ground truth (planted
+//! networks and the organic groups). Deterministic for a seed. Rows are written as they are
+//! generated, so millions of posts need no memory.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -54,6 +58,10 @@ impl Default for SimulateParams {
 pub struct GroundTruth {
     pub params: SimulateParams,
     pub networks: Vec<PlantedNetwork>,
+    /// Organic accounts that act together without coordinating (fans, launch-week accounts,
+    /// hourly bots): a detector that flags them has a false positive to explain.
+    #[serde(default)]
+    pub organic_groups: Vec<PlantedNetwork>,
     pub posts: u64,
     pub accounts: usize,
 }
@@ -77,6 +85,108 @@ enum Style {
     /// Few posts each: shared hashtag sequences and links, members created in one burst
     /// with templated handles.
     SlowLowVolume,
+    /// Each member posts the same ordered hashtags over a day, one per post, at its own times,
+    /// among unrelated posts (Pacheco et al. 2021).
+    HashtagSequence,
+    /// Variants of one template (a word swapped, punctuation varied) in bursts of several
+    /// minutes, now and then across the whole span: one match per pair per campaign at most.
+    SlowTemplate,
+}
+
+/// Organic events many accounts join within minutes, and a celebrity's fans.
+struct OrganicEvents {
+    /// (time, hashtag): a trending hashtag.
+    trends: Vec<(i64, String)>,
+    /// (time, link): breaking news.
+    news: Vec<(i64, String)>,
+    /// Share of organic accounts joining each trend or news event.
+    join_share: f64,
+    /// (tweet id, author, time) of the celebrity's posts.
+    celebrity_posts: Vec<(u64, String, i64)>,
+    fan_share: f64,
+    launch_week_ms: i64,
+    launch_share: f64,
+}
+
+/// Most accounts one trending event or news link reaches in the simulation (thousands, as on
+/// a real platform, without making a 10-million-post export quadratic).
+const EVENT_REACH_MAX: f64 = 3000.0;
+
+impl OrganicEvents {
+    fn new(rng: &mut ChaCha8Rng, world: &mut World) -> Self {
+        let organic = world.params.organic_accounts.max(1) as f64;
+        let trends = (0..4)
+            .map(|i| (world.random_time(rng), format!("trending{i}")))
+            .collect();
+        let news = (0..4)
+            .map(|i| {
+                let link = format!("https://breaking.example.net/live/{}", 1000 + i);
+                (world.random_time(rng), link)
+            })
+            .collect();
+        let celebrity_posts = (0..40)
+            .map(|_| {
+                let time = world.random_time(rng);
+                (world.tweet_id(time), "celebrity".to_owned(), time)
+            })
+            .collect();
+        Self {
+            trends,
+            news,
+            join_share: (0.25f64).min(EVENT_REACH_MAX / organic),
+            celebrity_posts,
+            fan_share: 0.04,
+            // A week in early 2012: the platform's launch in some country.
+            launch_week_ms: 1_325_376_000_000 + rng.random_range(0..300) * DAY_MS,
+            launch_share: 0.1,
+        }
+    }
+
+    /// The posts an organic account adds by joining trends, news and (as a fan) retweeting
+    /// the celebrity: each within minutes (seconds for fans) of the event.
+    fn posts_of(&self, rng: &mut ChaCha8Rng, world: &World, fan: bool) -> Vec<SimPost> {
+        let minutes = Exp::new(1.0 / 600_000.0).expect("valid rate");
+        let seconds = Exp::new(1.0 / 20_000.0).expect("valid rate");
+        let mut posts = Vec::new();
+        for (time, tag) in &self.trends {
+            if rng.random_bool(self.join_share) {
+                posts.push(SimPost {
+                    time_ms: time + minutes.sample(rng) as i64,
+                    text: world.sentence(rng, 4..12),
+                    hashtags: vec![tag.clone()],
+                    ..SimPost::default()
+                });
+            }
+        }
+        for (time, link) in &self.news {
+            if rng.random_bool(self.join_share) {
+                posts.push(SimPost {
+                    time_ms: time + minutes.sample(rng) as i64,
+                    text: world.sentence(rng, 4..12),
+                    urls: vec![link.clone()],
+                    ..SimPost::default()
+                });
+            }
+        }
+        // Fans retweet within seconds; everyone else now and then, over hours, as a famous
+        // account's posts are (so they are popular items, not the fans' secret).
+        let hours = Exp::new(1.0 / 7_200_000.0).expect("valid rate");
+        for (id, author, time) in &self.celebrity_posts {
+            let (share, delay) = if fan {
+                (0.3, seconds.sample(rng))
+            } else {
+                (self.join_share * 0.4, hours.sample(rng))
+            };
+            if rng.random_bool(share) {
+                posts.push(SimPost {
+                    time_ms: time + delay as i64,
+                    retweet_of: Some((*id, author.clone())),
+                    ..SimPost::default()
+                });
+            }
+        }
+        posts
+    }
 }
 
 struct Writers<'w> {
@@ -292,8 +402,19 @@ fn generate(writers: &mut Writers, params: &SimulateParams) -> std::io::Result<G
     }
     let activity =
         LogNormal::new(params.mean_posts.max(1.0).ln() - 0.5, 1.0).expect("valid log-normal");
+    let events = OrganicEvents::new(&mut rng, &mut world);
+    let mut fans = Vec::new();
+    let mut launch_week = Vec::new();
     for i in 0..params.organic_accounts {
-        let account = organic_account(&mut rng, i);
+        let mut account = organic_account(&mut rng, i);
+        if rng.random_bool(events.launch_share) {
+            account.created_ms = events.launch_week_ms + rng.random_range(0..7 * DAY_MS);
+            launch_week.push(account.id.clone());
+        }
+        let fan = rng.random_bool(events.fan_share);
+        if fan {
+            fans.push(account.id.clone());
+        }
         world.engaged.clear();
         write_user(writers, &account)?;
         let posts = (activity.sample(&mut rng) as usize).clamp(1, 5000);
@@ -301,24 +422,76 @@ fn generate(writers: &mut Writers, params: &SimulateParams) -> std::io::Result<G
             let post = organic_post(&mut rng, &mut world);
             write_post(writers, &mut world, &account, &post)?;
         }
+        for post in events.posts_of(&mut rng, &world, fan) {
+            write_post(writers, &mut world, &account, &post)?;
+        }
     }
+    let bots = hourly_bots(writers, &mut rng, &mut world)?;
     let styles = [
         Style::CopyPaste,
         Style::RetweetRing,
         Style::LinkSpam,
         Style::SlowLowVolume,
+        Style::HashtagSequence,
+        Style::SlowTemplate,
     ];
     let mut networks = Vec::new();
     for (n, style) in styles.into_iter().enumerate() {
         networks.push(plant(writers, &mut rng, &mut world, style, n)?);
     }
+    let organic_group = |name: &str, accounts: Vec<String>| PlantedNetwork {
+        name: name.to_owned(),
+        style: "organic".to_owned(),
+        accounts,
+    };
     Ok(GroundTruth {
         params: params.clone(),
         accounts: params.organic_accounts
+            + bots.len()
             + networks.iter().map(|n| n.accounts.len()).sum::<usize>(),
         networks,
+        organic_groups: vec![
+            organic_group("celebrity-fans", fans),
+            organic_group("launch-week", launch_week),
+            organic_group("hourly-bots", bots),
+        ],
         posts: writers.posts,
     })
+}
+
+/// Automated accounts that are not coordinated: each posts on the hour, every hour, its own
+/// templated update (sometimes with a popular hashtag or link).
+fn hourly_bots(
+    writers: &mut Writers,
+    rng: &mut ChaCha8Rng,
+    world: &mut World,
+) -> std::io::Result<Vec<String>> {
+    let count = (world.params.organic_accounts / 500).max(3);
+    let mut ids = Vec::new();
+    for b in 0..count {
+        let mut account = organic_account(rng, 2_000_000 + b);
+        account.handle = format!("{}_bot{b}", account.handle);
+        write_user(writers, &account)?;
+        let minute = rng.random_range(0..60) * 60_000;
+        for hour in 0..world.params.days * 24 {
+            let mut post = SimPost {
+                time_ms: START_MS + hour * 3_600_000 + minute + rng.random_range(0..2_000),
+                text: format!("update {hour} from bot {b}: {}", world.sentence(rng, 3..8)),
+                ..SimPost::default()
+            };
+            if rng.random_bool(0.1) {
+                post.hashtags
+                    .push(world.hashtags[rank(&world.hashtag_rank, rng)].clone());
+            }
+            if rng.random_bool(0.1) {
+                post.urls
+                    .push(world.links[rank(&world.link_rank, rng)].clone());
+            }
+            write_post(writers, world, &account, &post)?;
+        }
+        ids.push(account.id);
+    }
+    Ok(ids)
 }
 
 fn organic_account(rng: &mut ChaCha8Rng, i: usize) -> SimAccount {
@@ -501,6 +674,8 @@ fn plant(
         Style::RetweetRing => (25.0, 50, "retweet-ring"),
         Style::LinkSpam => (20.0, 25, "link-spam"),
         Style::SlowLowVolume => (15.0, 8, "slow-low-volume"),
+        Style::HashtagSequence => (18.0, 6, "hashtag-sequence"),
+        Style::SlowTemplate => (10.0, 12, "slow-template"),
     };
     let size = ((size * scale).round() as usize).max(4);
     // Operations create their accounts in bursts: within a few days (hours for the slow one).
@@ -534,6 +709,119 @@ fn plant(
             write_post(writers, world, account, &post)?;
         }
     }
+    match style {
+        Style::HashtagSequence => {
+            for _ in 0..events {
+                hashtag_sequence_day(writers, rng, world, &members, n)?;
+            }
+        }
+        Style::SlowTemplate => {
+            for _ in 0..events {
+                template_campaign(writers, rng, world, &members)?;
+            }
+        }
+        _ => plant_events(writers, rng, world, style, n, events, &members)?,
+    }
+    Ok(PlantedNetwork {
+        name: format!("{name}-{}", n + 1),
+        style: name.to_owned(),
+        accounts: members.into_iter().map(|a| a.id).collect(),
+    })
+}
+
+/// One day of a hashtag-sequence campaign: 5–8 hashtags (the operation's and popular ones,
+/// to blend in); each participating member posts them in order, one per post, at its own
+/// times over the day, with unrelated posts between.
+fn hashtag_sequence_day(
+    writers: &mut Writers,
+    rng: &mut ChaCha8Rng,
+    world: &mut World,
+    members: &[SimAccount],
+    n: usize,
+) -> std::io::Result<()> {
+    let day = rng.random_range(0..world.params.days);
+    let start = START_MS + day * DAY_MS;
+    let sequence: Vec<String> = (0..rng.random_range(5..9))
+        .map(|_| {
+            if rng.random_bool(0.5) {
+                world.hashtags[rank(&world.hashtag_rank, rng)].clone()
+            } else {
+                format!("op{n}{}", rng.random_range(0..1000))
+            }
+        })
+        .collect();
+    for account in members {
+        if !rng.random_bool(0.7) {
+            continue;
+        }
+        let mut times: Vec<i64> = (0..sequence.len())
+            .map(|_| start + rng.random_range(0..DAY_MS))
+            .collect();
+        times.sort_unstable();
+        for (tag, time) in sequence.iter().zip(times) {
+            let post = SimPost {
+                time_ms: time,
+                text: world.sentence(rng, 4..12),
+                hashtags: vec![tag.clone()],
+                ..SimPost::default()
+            };
+            write_post(writers, world, account, &post)?;
+        }
+        for _ in 0..rng.random_range(0..3) {
+            let post = SimPost {
+                time_ms: start + rng.random_range(0..DAY_MS),
+                text: world.sentence(rng, 5..15),
+                ..SimPost::default()
+            };
+            write_post(writers, world, account, &post)?;
+        }
+    }
+    Ok(())
+}
+
+/// One campaign of a slow template: a 10–14-word template; each participating member posts a
+/// variant (one word swapped, punctuation varied) within a burst of 5–20 minutes.
+fn template_campaign(
+    writers: &mut Writers,
+    rng: &mut ChaCha8Rng,
+    world: &mut World,
+    members: &[SimAccount],
+) -> std::io::Result<()> {
+    let start = world.random_time(rng);
+    let burst = rng.random_range(5..=20) * 60_000;
+    let template: Vec<String> = world
+        .sentence(rng, 10..15)
+        .split(' ')
+        .map(str::to_owned)
+        .collect();
+    for account in members {
+        if !rng.random_bool(0.6) {
+            continue;
+        }
+        let mut words = template.clone();
+        let swapped = rng.random_range(0..words.len());
+        words[swapped] = world.sentence(rng, 1..2);
+        let ending = ["", "!", ".", "!!", "..."].choose(rng).copied().unwrap_or("");
+        let post = SimPost {
+            time_ms: start + rng.random_range(0..burst),
+            text: format!("{}{ending}", words.join(" ")),
+            ..SimPost::default()
+        };
+        write_post(writers, world, account, &post)?;
+    }
+    Ok(())
+}
+
+/// The events of the first four styles: a moment, and members acting within seconds of it.
+fn plant_events(
+    writers: &mut Writers,
+    rng: &mut ChaCha8Rng,
+    world: &mut World,
+    style: Style,
+    n: usize,
+    events: usize,
+    members: &[SimAccount],
+) -> std::io::Result<()> {
     let amplified: Vec<(u64, String)> = (0..3).map(|k| (0, format!("amplified{n}_{k}"))).collect();
     for _ in 0..events {
         let time = world.random_time(rng);
@@ -588,15 +876,12 @@ fn plant(
                         post.urls.push(link.clone());
                     }
                 }
+                Style::HashtagSequence | Style::SlowTemplate => {}
             }
             write_post(writers, world, account, &post)?;
         }
     }
-    Ok(PlantedNetwork {
-        name: format!("{name}-{}", n + 1),
-        style: name.to_owned(),
-        accounts: members.into_iter().map(|a| a.id).collect(),
-    })
+    Ok(())
 }
 
 /// How well detected networks recover the planted ones.
