@@ -65,8 +65,9 @@ pub struct NetworksArgs {
     /// `exact` (byte for byte, as the QUT toolkit does).
     #[arg(long, default_value = "normalised", value_parser = parse_link_match)]
     link_match: LinkMatch,
-    /// Jaccard similarity of word sets above which two posts are near-duplicates.
-    #[arg(long, default_value_t = 0.8)]
+    /// Jaccard similarity of word sets from which two posts are near-duplicates (0.6: two
+    /// variants of a ten-word template, each with a word swapped, share 8 of 12 words).
+    #[arg(long, default_value_t = 0.6)]
     similarity: f64,
     /// Links weaker than this (coordinated posts + bonuses) are ignored.
     #[arg(long, default_value_t = 2.0)]

@@ -1,17 +1,21 @@
 //! From signals to networks: the weighted account graph, its communities, and a score per
 //! community that an analyst can read term by term.
 //!
-//! A link's **strength** is the number of posts the two accounts coordinated on, summed over
-//! co-action signals (each signal counts the smaller of its two directions), plus 5 for a
-//! shared profile face, plus 1 when both were created in the same anomalous creation burst
-//! and 1 when both wear AI-made faces (these two only strengthen an existing link: many
+//! A link's **strength** is, summed over co-action signals, the posts the two accounts
+//! coordinated on weighed against chance (each signal's rarity-weighted matches, the smaller
+//! of its two directions, less what [`crate::signals::ChanceModel`] expects of two accounts
+//! this active; see [`crate::signals`]), plus 5 for a shared profile face, plus up to 1 when
+//! both were created in the same anomalous creation burst (less for a burst of more than √N
+//! accounts) and 1 when both wear AI-made faces (these two only strengthen an existing link: many
 //! unrelated accounts are created on the same day). Links weaker than `min_strength` are
 //! dropped before community detection (Louvain + connected split).
 //!
 //! A community's **score** combines
-//! `coordination = 1 − exp(−mean strength per member / 4)`, `cohesion` = share of member pairs
-//! that are linked, and the shares of members in one creation burst, with AI-made faces and
-//! with one handle pattern:
+//! `coordination = 1 − exp(−mean link strength / 2)` (per link, so a large loose community of
+//! weak links does not look coordinated for its size), `cohesion` = share of member pairs
+//! that are linked, `burst` = share of members in one creation burst × √(share of that burst
+//! that are members: an operation's accounts are its burst, a handful of a launch week's
+//! thousands are not), and the shares of members with AI-made faces and one handle pattern:
 //! `score = 1 − (1 − coordination·√cohesion)(1 − 0.4·burst)(1 − 0.4·ai_faces)(1 − 0.2·handles)`.
 //! Communities of at least `min_members` with `score ≥ flag_score` are flagged as networks.
 
@@ -87,10 +91,13 @@ pub struct SignalSummary {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct NetworkSignals {
     pub coordination: BTreeMap<Signal, SignalSummary>,
+    /// Mean strength of the links inside the network.
     pub mean_strength: f64,
     pub cohesion: f64,
     /// Share of members created within one anomalous creation burst.
     pub creation_burst: f64,
+    /// Share of that burst's accounts that are members.
+    pub burst_coverage: f64,
     /// Share of members whose profile face is AI-made (of all members).
     pub ai_faces: f64,
     /// Members whose profile picture was scanned.
@@ -188,6 +195,22 @@ pub fn analyse(data: &Dataset, params: &AnalysisParams) -> io::Result<Analysis> 
     })
 }
 
+/// What being created in the same burst adds to a link: 1, or `√N / size` for a burst larger
+/// than √N accounts (the rarity weight of a shared item, [`crate::signals::rarity`]): two of
+/// an operation's thirty accounts made the same afternoon say more than two of a launch
+/// week's thousands.
+fn burst_bonuses(data: &Dataset, bursts: &[Option<u32>]) -> FxHashMap<u32, f64> {
+    let mut sizes: FxHashMap<u32, u32> = FxHashMap::default();
+    for id in bursts.iter().flatten() {
+        *sizes.entry(*id).or_default() += 1;
+    }
+    let population = data.accounts.iter().filter(|a| a.posts > 0).count() as u32;
+    sizes
+        .into_iter()
+        .map(|(id, size)| (id, f64::from(crate::signals::rarity(size, population))))
+        .collect()
+}
+
 /// The links: every pair of any signal whose strength reaches `min_strength`. The signals'
 /// pairs are read in pair order and merged, so most pairs of a large export (single
 /// coincidences) are looked at once and never held.
@@ -205,6 +228,7 @@ fn build_links(
         .iter()
         .filter_map(|(signal, edges)| Some((*signal, edges.chance.as_ref()?)))
         .collect();
+    let burst_bonus = burst_bonuses(data, bursts);
     let mut streams = Vec::with_capacity(by_signal.len());
     for (signal, edges) in by_signal {
         let mut pairs = edges.iter()?;
@@ -236,7 +260,11 @@ fn build_links(
             .collect();
         let base: f64 = contributions.iter().sum();
         let (same_burst, both_ai_faces) = (same_burst(a, b), ai(a) && ai(b));
-        let strength = base + f64::from(u8::from(same_burst)) + f64::from(u8::from(both_ai_faces));
+        let burst = match bursts[a as usize] {
+            Some(id) if same_burst => burst_bonus.get(&id).copied().unwrap_or(0.0),
+            _ => 0.0,
+        };
+        let strength = base + burst + f64::from(u8::from(both_ai_faces));
         if base > 0.0 && strength >= min_strength {
             links.push(Link {
                 a,
@@ -513,6 +541,33 @@ fn combine(terms: &BTreeMap<&'static str, f64>) -> f64 {
         * (1.0 - 0.2 * t("handles"))
 }
 
+/// The share of members created in the burst most of them were created in.
+fn burst_share(accounts: &[AccountIx], bursts: &[Option<u32>]) -> f64 {
+    largest_burst(accounts, bursts).map_or(0.0, |(_, m)| m as f64 / accounts.len() as f64)
+}
+
+/// The share of that burst's accounts that are members: an operation's accounts are its
+/// burst, a few accounts of a launch week's thousands are not.
+fn burst_coverage(accounts: &[AccountIx], bursts: &[Option<u32>]) -> f64 {
+    let Some((id, members)) = largest_burst(accounts, bursts) else {
+        return 0.0;
+    };
+    let size = bursts.iter().filter(|b| **b == Some(id)).count();
+    members as f64 / size.max(1) as f64
+}
+
+fn largest_burst(accounts: &[AccountIx], bursts: &[Option<u32>]) -> Option<(u32, usize)> {
+    let mut sizes: BTreeMap<u32, usize> = BTreeMap::new();
+    for &a in accounts {
+        if let Some(b) = bursts[a as usize] {
+            *sizes.entry(b).or_default() += 1;
+        }
+    }
+    sizes
+        .into_iter()
+        .max_by_key(|&(id, m)| (m, std::cmp::Reverse(id)))
+}
+
 fn describe(
     data: &Dataset,
     links: &[Link],
@@ -547,15 +602,10 @@ fn describe(
             summary.accounts = set.len();
         }
     }
-    signals.mean_strength = total_strength / n;
+    signals.mean_strength = total_strength / link_ids.len().max(1) as f64;
     signals.cohesion = (link_ids.len() as f64 / (n * (n - 1.0) / 2.0)).min(1.0);
-    let mut burst_sizes: BTreeMap<u32, usize> = BTreeMap::new();
-    for &a in accounts {
-        if let Some(b) = bursts[a as usize] {
-            *burst_sizes.entry(b).or_default() += 1;
-        }
-    }
-    signals.creation_burst = burst_sizes.values().max().map_or(0.0, |&m| m as f64 / n);
+    signals.creation_burst = burst_share(accounts, bursts);
+    signals.burst_coverage = burst_coverage(accounts, bursts);
     let faces: Vec<_> = accounts
         .iter()
         .filter_map(|&a| data.accounts[a as usize].face)
@@ -570,9 +620,12 @@ fn describe(
         .as_ref()
         .map_or(0.0, |(_, share)| *share);
     signals.terms = BTreeMap::from([
-        ("coordination", 1.0 - (-signals.mean_strength / 4.0).exp()),
+        ("coordination", 1.0 - (-signals.mean_strength / 2.0).exp()),
         ("cohesion", signals.cohesion),
-        ("burst", signals.creation_burst),
+        (
+            "burst",
+            signals.creation_burst * signals.burst_coverage.sqrt(),
+        ),
         ("ai_faces", signals.ai_faces),
         ("handles", handles),
     ]);

@@ -3,11 +3,18 @@
 //! accounts that post the same sequence on the same day coordinate, though each post alone
 //! carries one hashtag among unrelated text.
 //!
+//! Pacheco et al. compare whole sequences; one stray hashtag (a post about something else that
+//! day) then hides a match. facade compares the runs of [`RUN`] consecutive hashtags of the
+//! day's sequence: two accounts coordinate on a day when they share one such run (with at
+//! least two distinct hashtags), so unrelated posts in between — with or without hashtags —
+//! break at most the runs they interrupt. A day counts once per pair, however many runs match.
+//!
 //! Every hashtag use is kept as a 28-byte record while reading (sorted, on disk past 16 MB);
-//! when reading ends each (account, day) becomes one keyed record — key: the day and the
-//! sequence, time: the day's start, post: the sequence's first post — that the co-action join
-//! compares like any other signal. The posts that make up a sequence are read back for the
-//! links' evidence only.
+//! when reading ends each accepted (account, day) becomes one keyed record per distinct run —
+//! key: the day and the run, time: the day's start, post: the day's first post (so the join,
+//! which counts distinct posts, counts the day once) — that the co-action join compares like
+//! any other signal. The posts that make up a sequence are read back for the links' evidence
+//! only.
 
 use std::io;
 
@@ -18,6 +25,10 @@ use crate::dataset::{AccountIx, Keyed, PostIx};
 use crate::spill::{fixed_record, Sorted, Sorter};
 
 pub const DAY_MS: i64 = 86_400_000;
+
+/// Consecutive hashtags compared: three, so that a run is rare unless copied, and a stray
+/// hashtag in a sequence of five still leaves a run intact on one side of it.
+pub const RUN: usize = 3;
 
 fixed_record! {
     /// One hashtag of one post: sorted by account, time, post and place in the post, so an
@@ -81,26 +92,38 @@ impl Day {
         self.tags.push(use_.tag);
     }
 
-    /// The keyed record of this day's sequence, when the rule accepts it.
-    fn keyed(&self, rule: &SequenceRule) -> Option<Keyed> {
+    /// The keyed records of this day's runs, when the rule accepts the day.
+    fn keyed(&self, rule: &SequenceRule) -> Vec<Keyed> {
         let distinct: FxHashSet<u64> = self.tags.iter().copied().collect();
-        let accepted = self.tags.len() >= rule.min_hashtags
+        let accepted = self.tags.len() >= rule.min_hashtags.max(RUN)
             && self.posts.len() >= rule.min_posts.max(2)
             && distinct.len() >= rule.min_distinct;
-        if !accepted {
-            return None;
-        }
-        let mut bytes = Vec::with_capacity(8 * (self.tags.len() + 1));
-        bytes.extend_from_slice(&self.day.to_le_bytes());
-        for tag in &self.tags {
-            bytes.extend_from_slice(&tag.to_le_bytes());
-        }
-        Some(Keyed {
-            key: xxh3_64(&bytes),
-            time_ms: self.day * DAY_MS,
-            post: *self.posts.first()?,
-            account: self.account,
-        })
+        let Some(&first) = self.posts.first().filter(|_| accepted) else {
+            return Vec::new();
+        };
+        let mut keys: Vec<u64> = self
+            .tags
+            .windows(RUN)
+            .filter(|run| run.iter().any(|t| *t != run[0]))
+            .map(|run| {
+                let mut bytes = Vec::with_capacity(8 * (RUN + 1));
+                bytes.extend_from_slice(&self.day.to_le_bytes());
+                for tag in run {
+                    bytes.extend_from_slice(&tag.to_le_bytes());
+                }
+                xxh3_64(&bytes)
+            })
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys.into_iter()
+            .map(|key| Keyed {
+                key,
+                time_ms: self.day * DAY_MS,
+                post: first,
+                account: self.account,
+            })
+            .collect()
     }
 }
 
@@ -123,14 +146,14 @@ pub fn sequences(
             continue;
         }
         if day.starts(&use_) {
-            if let Some(record) = day.keyed(rule) {
+            for record in day.keyed(rule) {
                 keyed.push(record)?;
             }
             day = Day::default();
         }
         day.push(&use_);
     }
-    if let Some(record) = day.keyed(rule) {
+    for record in day.keyed(rule) {
         keyed.push(record)?;
     }
     keyed.finish()
@@ -181,21 +204,28 @@ mod tests {
         Sorted::from_vec(records)
     }
 
-    fn keys(sorted: &Sorted<Keyed>) -> Vec<(AccountIx, u64)> {
-        let mut out: Vec<_> = sorted
-            .iter()
-            .unwrap()
-            .map(|k| {
-                let k = k.unwrap();
-                (k.account, k.key)
+    /// The run keys of each account.
+    fn keys(sorted: &Sorted<Keyed>) -> Vec<(AccountIx, Vec<u64>)> {
+        let mut by_account: std::collections::BTreeMap<AccountIx, Vec<u64>> = Default::default();
+        for k in sorted.iter().unwrap() {
+            let k = k.unwrap();
+            by_account.entry(k.account).or_default().push(k.key);
+        }
+        by_account
+            .into_iter()
+            .map(|(a, mut keys)| {
+                keys.sort();
+                (a, keys)
             })
-            .collect();
-        out.sort();
-        out
+            .collect()
+    }
+
+    fn shared(x: &[u64], y: &[u64]) -> usize {
+        x.iter().filter(|k| y.contains(k)).count()
     }
 
     #[test]
-    fn the_same_ordered_hashtags_over_a_day_give_the_same_key() {
+    fn the_same_ordered_hashtags_over_a_day_share_runs() {
         let hour = 3_600_000;
         let tags = ["a", "b", "c", "d", "e"];
         let mut rows = Vec::new();
@@ -207,17 +237,29 @@ mod tests {
             rows.push((2, (4 - i as i64) * hour, 20 + i as PostIx, *tag));
             rows.push((3, DAY_MS + t, 30 + i as PostIx, *tag));
         }
+        // Account 5: the same, with a stray hashtag of another post after the second.
+        for (i, tag) in ["a", "b", "stray", "c", "d", "e"].iter().enumerate() {
+            rows.push((5, i as i64 * hour + 1, 50 + i as PostIx, *tag));
+        }
         // Account 4: one post with all five hashtags (co-hashtags' business, not a sequence).
         for tag in tags {
             rows.push((4, 0, 40, tag));
         }
         let found = keys(&sequences(&uses(&rows), &SequenceRule::default(), |_| false).unwrap());
-        assert_eq!(found.iter().map(|k| k.0).collect::<Vec<_>>(), [0, 1, 2, 3]);
-        assert_eq!(found[0].1, found[1].1);
-        assert_ne!(found[0].1, found[2].1);
-        assert_ne!(found[0].1, found[3].1);
+        let accounts: Vec<AccountIx> = found.iter().map(|k| k.0).collect();
+        assert_eq!(accounts, [0, 1, 2, 3, 5]);
+        let runs = |a: usize| &found[accounts.iter().position(|&x| x == a as u32).unwrap()].1;
+        assert_eq!(runs(0).len(), 3);
+        assert_eq!(runs(0), runs(1));
+        assert_eq!(shared(runs(0), runs(2)), 0, "reversed");
+        assert_eq!(shared(runs(0), runs(3)), 0, "another day");
+        assert_eq!(
+            shared(runs(0), runs(5)),
+            1,
+            "c d e survives the stray hashtag"
+        );
         let dropped = sequences(&uses(&rows), &SequenceRule::default(), |p| p == 3).unwrap();
-        assert_eq!(keys(&dropped).len(), 3, "account 0 falls to 4 hashtags");
+        assert_eq!(keys(&dropped).len(), 4, "account 0 falls to 4 hashtags");
     }
 
     #[test]

@@ -469,7 +469,8 @@ fn hourly_bots(
     let count = (world.params.organic_accounts / 500).max(3);
     let mut ids = Vec::new();
     for b in 0..count {
-        let mut account = organic_account(rng, 2_000_000 + b);
+        // Indices past the planted networks' (1,000,000 × network).
+        let mut account = organic_account(rng, 100_000_000 + b);
         account.handle = format!("{}_bot{b}", account.handle);
         write_user(writers, &account)?;
         let minute = rng.random_range(0..60) * 60_000;
@@ -801,7 +802,10 @@ fn template_campaign(
         let mut words = template.clone();
         let swapped = rng.random_range(0..words.len());
         words[swapped] = world.sentence(rng, 1..2);
-        let ending = ["", "!", ".", "!!", "..."].choose(rng).copied().unwrap_or("");
+        let ending = ["", "!", ".", "!!", "..."]
+            .choose(rng)
+            .copied()
+            .unwrap_or("");
         let post = SimPost {
             time_ms: start + rng.random_range(0..burst),
             text: format!("{}{ending}", words.join(" ")),
