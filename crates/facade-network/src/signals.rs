@@ -14,9 +14,9 @@
 //!     number expected by chance per item the same: a link thousands post is matched within
 //!     60 s, a near-duplicate text eight accounts post within an hour. Retweets and replies
 //!     keep `window`: they follow the cascade of the post they react to, rare or not;
-//!   - each match weighs the item's rarity, `min(1, √N / n)` for `N` accounts with posts (an
-//!     item at most √N accounts share weighs 1, one a hundred times more popular 0.01), so
-//!     popular items do not glue accounts together;
+//!   - each match weighs the item's rarity, `min(1, max(√N, 8) / n)` for `N` accounts with
+//!     posts (an item at most √N accounts share weighs 1, one a hundred times more popular
+//!     0.01), so popular items do not glue accounts together;
 //!   - [`ChanceModel`] gives what a pair would match by chance given how active each account
 //!     is in the signal; [`crate::networks`] subtracts it.
 
@@ -404,14 +404,19 @@ impl CoActionParams {
 }
 
 /// The weight of a match on an item shared by `n` of the `N` accounts with posts:
-/// `min(1, √N / n)`. An item at most √N accounts share (a network's, a small community's)
-/// counts fully; beyond, each sharer's match weighs in inverse proportion to how many share
-/// it, as the resource-allocation index of link prediction weighs common neighbours: an item
-/// ten times more popular says a tenth as much about any one pair.
+/// `min(1, max(√N, 8) / n)`. An item at most √N accounts share (a network's, a small
+/// community's) counts fully; beyond, each sharer's match weighs in inverse proportion to how
+/// many share it, as the resource-allocation index of link prediction weighs common
+/// neighbours: an item ten times more popular says a tenth as much about any one pair. In a
+/// small export (an archive release of one operation, a few hundred accounts) items up to
+/// eight accounts share still count fully.
 pub fn rarity(accounts: u32, population: u32) -> f32 {
-    let full = f64::from(population).sqrt();
+    let full = f64::from(population).sqrt().max(RARITY_FULL_MIN);
     (full / f64::from(accounts.max(1))).min(1.0) as f32
 }
+
+/// The fewest sharers below which an item always counts fully.
+const RARITY_FULL_MIN: f64 = 8.0;
 
 /// Example post pairs of `signal` for the `wanted` pairs (a second pass of the join).
 pub fn examples(
@@ -999,9 +1004,9 @@ mod tests {
         let (rare, common) = (of("u0-u1").unwrap(), of("u2-u3").unwrap());
         assert_eq!(rare.coordinated_posts(), 2);
         assert_eq!(common.coordinated_posts(), 1);
-        // √40 ≈ 6.3 accounts get full weight: the phrase ten share weighs 0.63.
+        // Up to 8 accounts (more than √40) get full weight: the phrase ten share weighs 0.8.
         assert!(
-            common.surprise() < 0.7 && rare.surprise() > 1.6,
+            common.surprise() < 0.85 && rare.surprise() > 1.7,
             "{common:?} {rare:?}"
         );
         let edges =
