@@ -29,6 +29,10 @@ struct NetworkOut<'a> {
     evidence: Vec<EvidenceOut<'a>>,
     /// The members' posts over time.
     activity: Activity,
+    /// What limits the analysis of the whole export (minute-precision times), repeated in
+    /// each network so that it travels with it; absent when nothing does.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    caveats: Vec<String>,
 }
 
 /// Posts per time bucket, from the bucket of the first post to that of the last.
@@ -93,7 +97,14 @@ pub fn write_all(
     let posts = posts_per_account(data);
     let membership = network_of_accounts(data, analysis);
     let activity = activity_of_networks(data, analysis)?;
+    let caveats: Vec<String> = diag.minute_precision_note().into_iter().collect();
     let networks: Vec<serde_json::Value> = networks_out(data, analysis, &posts, activity)
+        .into_iter()
+        .map(|mut network| {
+            network.caveats = caveats.clone();
+            network
+        })
+        .collect::<Vec<_>>()
         .iter()
         .map(serde_json::to_value)
         .collect::<Result<_, _>>()
@@ -208,6 +219,7 @@ fn networks_out<'a>(
                 .map(|i| evidence_out(data, analysis, &analysis.links[i]))
                 .collect(),
             activity,
+            caveats: Vec::new(),
         })
         .collect()
 }

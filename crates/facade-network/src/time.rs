@@ -124,6 +124,13 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+/// Whether a time as written gives the minute only (`YYYY-MM-DD HH:MM`, the archive's form).
+pub fn minute_precision(text: &str) -> bool {
+    let t = text.trim().trim_end_matches('Z');
+    let bytes = t.as_bytes();
+    bytes.len() == 16 && bytes[13] == b':' && matches!(bytes[10], b' ' | b'T')
+}
+
 /// The creation time a Twitter snowflake id carries, if `id` is one (ids after 2010-11-04).
 pub fn snowflake_time_ms(id: &str) -> Option<i64> {
     let id: u64 = id.trim().parse().ok()?;
@@ -186,6 +193,26 @@ mod tests {
     fn formats_back() {
         assert_eq!(format_time_ms(1_556_714_096_000), "2019-05-01T12:34:56Z");
         assert_eq!(format_time_ms(0), "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn minute_precision_is_recognised() {
+        assert!(minute_precision("2019-05-01 12:34"));
+        assert!(minute_precision("2019-05-01T12:34Z"));
+        assert!(!minute_precision("2019-05-01 12:34:56"));
+        assert!(!minute_precision("2019-05-01"));
+        assert!(!minute_precision("1556714096"));
+    }
+
+    #[test]
+    fn an_id_written_as_a_float_gives_no_time() {
+        assert_eq!(snowflake_time_ms("1.198473762313818e+18"), None);
+        assert_eq!(snowflake_time_ms("3.65082069254156E+017"), None);
+        let minute = parse_time_ms("2019-12-09 05:20").unwrap();
+        assert_eq!(
+            refine_with_snowflake(Some(minute), "1.198473762313818e+18"),
+            Some(minute)
+        );
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct CsvTable {
     width: usize,
     /// Rows seen, reported to the diagnostics at the end of the file.
     rows: u64,
+    /// The file's length when opened: a record read up to it may be cut short.
+    len: u64,
 }
 
 /// One row that has the header's number of fields.
@@ -76,10 +78,12 @@ impl CsvTable {
         known: &[&[&str]],
         diag: &mut Diagnostics,
     ) -> Result<Self, IngestError> {
+        diag.begin_file(path);
         let file = File::open(path).map_err(|source| IngestError::Io {
             path: path.to_path_buf(),
             source,
         })?;
+        let len = file.metadata().map_or(u64::MAX, |m| m.len());
         let mut reader = csv::ReaderBuilder::new()
             .flexible(true)
             .has_headers(true)
@@ -129,6 +133,7 @@ impl CsvTable {
             width: header.len(),
             columns,
             rows: 0,
+            len,
         })
     }
 
@@ -143,6 +148,47 @@ impl CsvTable {
             .set_line(start.line() + 1)
             .set_record(start.record() + 1);
         self.reader.seek(next).map_err(std::io::Error::other)
+    }
+
+    /// Why the last record (starting at `start`, read up to the end of the file) is cut short:
+    /// the file ends inside a quoted field, or in the middle of a row. `None` for a whole row
+    /// that merely lacks a final newline.
+    fn cut_short(&self, start: &csv::Position, ragged: bool, fields: usize) -> Option<String> {
+        let mut file = File::open(&self.path).ok()?;
+        file.seek(SeekFrom::Start(start.byte())).ok()?;
+        let mut tail = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut tail).ok()?;
+        let quotes = tail.iter().filter(|&&b| b == b'"').count();
+        if quotes % 2 == 1 && !self.rows_follow(&tail) {
+            return Some(format!(
+                "the file ends inside a quoted field of the record that opens on this line: \
+                 it was cut short (a truncated download?), and this last record ({} bytes) is \
+                 incomplete and not read",
+                tail.len()
+            ));
+        }
+        let ends_in_row = !tail.ends_with(b"\n") && !tail.ends_with(b"\r");
+        (ragged && ends_in_row).then(|| {
+            format!(
+                "the file ends in the middle of this row ({fields} fields where the header has \
+                 {}): it was cut short (a truncated download?), and the row is not read",
+                self.width
+            )
+        })
+    }
+
+    /// Whether whole rows follow the first line of `tail`: then a quote left open there is a
+    /// stray one (the rows after it are read as rows), not a file cut inside a field.
+    fn rows_follow(&self, tail: &[u8]) -> bool {
+        let Some(newline) = tail.iter().position(|&b| b == b'\n') else {
+            return false;
+        };
+        csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(&tail[newline + 1..])
+            .byte_records()
+            .any(|r| r.is_ok_and(|r| r.len() == self.width))
     }
 
     fn end<'t>(&mut self, diag: &mut Diagnostics) -> Option<Row<'t>> {
@@ -184,6 +230,12 @@ impl CsvTable {
             let spanned = self.reader.position().line().saturating_sub(line);
             self.rows += 1;
             let ragged = record.len() != self.width;
+            if self.reader.position().byte() >= self.len {
+                if let Some(why) = self.cut_short(&start, ragged, record.len()) {
+                    diag.reject(&self.path, line, "truncated-file", why);
+                    return self.end(diag);
+                }
+            }
             // A quote left open swallows the lines after it into one record: a ragged one,
             // or one running on for thousands of lines. Such a record is rejected alone and
             // reading resumes at its second line, so the rows it swallowed are read as rows.
@@ -275,6 +327,27 @@ mod tests {
         assert_eq!(messages, [(2, "malformed-row")]);
         assert_eq!(ids.len(), 1_499);
         assert_eq!((ids[0].as_str(), ids[1_498].as_str()), ("2", "1500"));
+    }
+
+    #[test]
+    fn a_file_cut_inside_a_quoted_field_is_one_truncated_record() {
+        // Cut inside a multi-line text: one record, not one malformed row per line left.
+        let csv = "id,text,lang\n1,fine,en\n2,\"first line\nsecond line\nthird";
+        let (messages, ids) = read(csv);
+        assert_eq!(messages, [(3, "truncated-file")]);
+        assert_eq!(ids, ["1"]);
+        // Cut inside the last column's quotes: the field count is right, the row is not whole.
+        let (messages, ids) = read("id,text,lang\n1,fine,en\n2,ok,\"e");
+        assert_eq!(messages, [(3, "truncated-file")]);
+        assert_eq!(ids, ["1"]);
+        // Cut between fields of the last row.
+        let (messages, ids) = read("id,text,lang\n1,fine,en\n2,ok");
+        assert_eq!(messages, [(3, "truncated-file")]);
+        assert_eq!(ids, ["1"]);
+        // A whole last row without a final newline is whole.
+        let (messages, ids) = read("id,text,lang\n1,fine,en\n2,\"ok\",en");
+        assert!(messages.is_empty(), "{messages:?}");
+        assert_eq!(ids, ["1", "2"]);
     }
 
     #[test]

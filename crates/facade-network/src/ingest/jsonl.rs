@@ -24,6 +24,7 @@ fn for_each_object(
         path: path.to_path_buf(),
         source,
     })?;
+    diag.begin_file(path);
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut bytes = Vec::new();
     let (mut line, mut rows) = (0u64, 0u64);
@@ -60,6 +61,12 @@ fn for_each_object(
                 line,
                 "malformed-row",
                 "the line is JSON but not an object".into(),
+            ),
+            Err(err) if err.is_eof() && !bytes.ends_with(b"\n") => diag.reject(
+                path,
+                line,
+                "truncated-file",
+                format!("the file ends in the middle of this object (cut short?): {err}"),
             ),
             Err(err) => diag.reject(path, line, "malformed-row", format!("not JSON: {err}")),
         }
@@ -135,6 +142,16 @@ pub fn read_jsonl_posts(
         let account = field(object, "account").unwrap_or_default();
         let text = field(object, "text").unwrap_or_default();
         let (repost_of, reply_to) = (field(object, "repost_of"), field(object, "reply_to"));
+        let ids = [
+            ("id", id.as_str()),
+            ("account", account.as_str()),
+            ("repost_of", repost_of.as_deref().unwrap_or("")),
+            ("reply_to", reply_to.as_deref().unwrap_or("")),
+        ];
+        super::warn_lossy_ids(diag, path, line, &ids);
+        if crate::time::minute_precision(&time) {
+            diag.minute_precision_posts += 1;
+        }
         let raw = RawPost {
             id: &id,
             account_id: &account,

@@ -18,6 +18,34 @@ use crate::dataset::{Account, Dataset, PostRefusal, RawPost, MAX_ID_BYTES};
 use crate::diagnostics::Diagnostics;
 use crate::time::parse_time_ms;
 
+#[cfg(test)]
+mod tests {
+    use super::written_as_float;
+
+    #[test]
+    fn ids_written_as_floats_are_recognised() {
+        for lossy in [
+            "3.65082069254156E+017",
+            "1.198473762313818e+18",
+            "1198473762313818000.0",
+            "1e18",
+        ] {
+            assert!(written_as_float(lossy), "{lossy}");
+        }
+        for fine in [
+            "1198473762313818624",
+            "abc",
+            "1.2.3",
+            "e5",
+            "",
+            "12e",
+            "tGpRof+e5=",
+        ] {
+            assert!(!written_as_float(fine), "{fine}");
+        }
+    }
+}
+
 /// A whole file could not be read (missing, unreadable, no header, a required column absent).
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -38,6 +66,47 @@ impl IngestError {
             message: message.into(),
         }
     }
+}
+
+/// Whether an id is written as a floating-point number (`3.65082069254156E+017`,
+/// `1.198473762313818e+18`, `1198473762313818000.0`), as spreadsheets and pandas re-save
+/// them: its last digits are lost.
+pub fn written_as_float(id: &str) -> bool {
+    let id = id.trim();
+    let (mantissa, exponent) = match id.find(['e', 'E']) {
+        Some(i) => (&id[..i], Some(&id[i + 1..])),
+        None => (id, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let mantissa_ok = match mantissa.split_once('.') {
+        Some((whole, fraction)) => digits(whole) && (fraction.is_empty() || digits(fraction)),
+        None => digits(mantissa),
+    };
+    let exponent_ok = exponent.is_none_or(|e| digits(e.trim_start_matches(['+', '-'])));
+    mantissa_ok && exponent_ok && (mantissa.contains('.') || exponent.is_some())
+}
+
+/// Warns, once per row, about ids written as floats (`columns`: name and value): such an id
+/// may collide with another and gives no time.
+fn warn_lossy_ids(diag: &mut Diagnostics, path: &Path, line: u64, columns: &[(&str, &str)]) {
+    let lossy: Vec<String> = columns
+        .iter()
+        .filter(|(_, value)| written_as_float(value))
+        .map(|(name, value)| format!("{name} {value}"))
+        .collect();
+    if lossy.is_empty() {
+        return;
+    }
+    diag.warn(
+        path,
+        line,
+        "float-id",
+        format!(
+            "{} written as a floating-point number (a spreadsheet or pandas re-save): its last \
+             digits are lost, so it can collide with another id, and no time is derived from it",
+            lossy.join(", ")
+        ),
+    );
 }
 
 /// Adds a post, recording a refusal as a rejected row. Duplicate ids are found and reported

@@ -35,6 +35,10 @@ pub fn read_qut_csv(
 fn read_qut_row(row: &Row, path: &Path, data: &mut Dataset, diag: &mut Diagnostics) {
     let id = row.text("message_id");
     let stamp = row.text("timestamp");
+    let ids = ["message_id", "user_id", "repost_id", "reply_id"];
+    let values: Vec<(&str, String)> = ids.iter().map(|&c| (c, row.text(c).into_owned())).collect();
+    let pairs: Vec<(&str, &str)> = values.iter().map(|(c, v)| (*c, v.as_str())).collect();
+    super::warn_lossy_ids(diag, path, row.line, &pairs);
     let Some(time_ms) = parse_time_ms(&stamp) else {
         diag.reject(
             path,

@@ -4,11 +4,11 @@
 use std::path::Path;
 
 use super::csv_table::{read_rows, Row};
-use super::{add_post_or_reject, list_account, IngestError};
+use super::{add_post_or_reject, list_account, warn_lossy_ids, IngestError};
 use crate::dataset::{Dataset, RawPost};
 use crate::diagnostics::Diagnostics;
 use crate::pylist::parse_list;
-use crate::time::{parse_time_ms, refine_with_snowflake};
+use crate::time::{minute_precision, parse_time_ms, refine_with_snowflake};
 
 /// The users file's columns (the simulator writes them in this order).
 pub const USER_COLUMNS: &[&str] = &[
@@ -93,7 +93,21 @@ pub fn read_twitter_tweets(
 fn read_tweet_row(row: &Row, path: &Path, data: &mut Dataset, diag: &mut Diagnostics) {
     let tweet_id = row.text("tweetid");
     let archive_time = row.text("tweet_time");
-    let Some(time_ms) = refine_with_snowflake(parse_time_ms(&archive_time), &tweet_id) else {
+    let ids = [
+        "tweetid",
+        "userid",
+        "retweet_tweetid",
+        "in_reply_to_tweetid",
+    ];
+    let values: Vec<(&str, String)> = ids.iter().map(|&c| (c, row.text(c).into_owned())).collect();
+    let pairs: Vec<(&str, &str)> = values.iter().map(|(c, v)| (*c, v.as_str())).collect();
+    warn_lossy_ids(diag, path, row.line, &pairs);
+    let archive_ms = parse_time_ms(&archive_time);
+    let refined = refine_with_snowflake(archive_ms, &tweet_id);
+    if refined.is_some() && refined == archive_ms && minute_precision(&archive_time) {
+        diag.minute_precision_posts += 1;
+    }
+    let Some(time_ms) = refined else {
         diag.reject(
             path,
             row.line,
