@@ -84,7 +84,7 @@ fn an_analyst_scans_reviews_and_finds_the_decisions_after_a_restart() {
     let server = Server::start(&db, &["--token", TOKEN]);
     let first = run_phase("scan-and-review", &server, &shots);
     assert_eq!(first["page_errors"], serde_json::json!([]), "{first}");
-    assert_eq!(first["networks"], 4, "{first}");
+    assert_eq!(first["networks"], 6, "{first}");
     // The page shows the score `facade scan` gives the same file.
     let cli = scan_line(&examples().join("astronaut.png"));
     let cli_score = cli["score"].as_f64().unwrap();

@@ -68,8 +68,14 @@ struct EvidenceOut<'a> {
 
 #[derive(Serialize)]
 struct SignalOut<'a> {
-    /// Distinct posts of the first account matched by the second, and the reverse.
+    /// Distinct posts of the first account matched by the second within `--window`, and the
+    /// reverse: the QUT toolkit's weights.
     weights: [u32; 2],
+    /// The same within each item's adaptive window (what the strength counts).
+    matched: [u32; 2],
+    /// What the signal adds to the link's strength: rarity-weighted coordinated posts less
+    /// what chance explains.
+    strength: f64,
     /// Example matched posts: (post of the first account, post of the second).
     examples: Vec<PostPair<'a>>,
 }
@@ -290,6 +296,8 @@ fn evidence_out<'a>(data: &'a Dataset, analysis: &'a Analysis, link: &Link) -> E
                     signal.name(),
                     SignalOut {
                         weights: [e.counts.low_to_high, e.counts.high_to_low],
+                        matched: [e.counts.matched_low_to_high, e.counts.matched_high_to_low],
+                        strength: round(e.strength),
                         examples,
                     },
                 )

@@ -15,8 +15,12 @@
 //! weak links does not look coordinated for its size), `cohesion` = share of member pairs
 //! that are linked, `burst` = share of members in one creation burst × √(share of that burst
 //! that are members: an operation's accounts are its burst, a handful of a launch week's
-//! thousands are not), and the shares of members with AI-made faces and one handle pattern:
-//! `score = 1 − (1 − coordination·√cohesion)(1 − 0.4·burst)(1 − 0.4·ai_faces)(1 − 0.2·handles)`.
+//! thousands are not), `exclusivity = min(1, members / accounts sharing each item they
+//! coordinated on)` (harmonic mean: an operation has its texts, links and hashtag runs to
+//! itself, four fans of a celebrity are four of its hundreds of retweeters), and the shares
+//! of members with AI-made faces and one handle pattern:
+//! `score = 1 − (1 − coordination·√cohesion·exclusivity)(1 − 0.4·burst)(1 − 0.4·ai_faces)
+//! (1 − 0.2·handles)`.
 //! Communities of at least `min_members` with `score ≥ flag_score` are flagged as networks.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -93,6 +97,13 @@ pub struct NetworkSignals {
     pub coordination: BTreeMap<Signal, SignalSummary>,
     /// Mean strength of the links inside the network.
     pub mean_strength: f64,
+    /// How many accounts, typically (harmonic mean over the members' matches), shared each
+    /// item the members coordinated on.
+    pub item_sharers: f64,
+    /// `min(1, members / item_sharers)`: whether the network has what it shares to itself
+    /// (an operation's own texts, links, hashtag runs) or is a few of a large audience (fans
+    /// of one celebrity, accounts on one trending hashtag).
+    pub exclusivity: f64,
     pub cohesion: f64,
     /// Share of members created within one anomalous creation burst.
     pub creation_burst: f64,
@@ -534,7 +545,7 @@ fn two_core(
 
 fn combine(terms: &BTreeMap<&'static str, f64>) -> f64 {
     let t = |name| terms.get(name).copied().unwrap_or(0.0);
-    let coordinated = t("coordination") * t("cohesion").sqrt();
+    let coordinated = t("coordination") * (t("cohesion") * t("exclusivity")).sqrt();
     1.0 - (1.0 - coordinated)
         * (1.0 - 0.4 * t("burst"))
         * (1.0 - 0.4 * t("ai_faces"))
@@ -581,10 +592,14 @@ fn describe(
     let mut involved: BTreeMap<Signal, std::collections::BTreeSet<AccountIx>> = BTreeMap::new();
     let mut total_strength = 0.0;
     let mut sharing_face = std::collections::BTreeSet::new();
+    let (mut matches, mut inverse_sharers) = (0.0, 0.0);
     for &i in link_ids {
         let link = &links[i];
         total_strength += link.strength;
         for (signal, evidence) in &link.evidence {
+            let counts = &evidence.counts;
+            matches += f64::from(counts.matched_low_to_high + counts.matched_high_to_low);
+            inverse_sharers += f64::from(counts.inverse_sharers);
             let summary = signals.coordination.entry(*signal).or_default();
             summary.pairs += 1;
             summary.coordinated_posts += u64::from(evidence.counts.coordinated_posts());
@@ -603,6 +618,16 @@ fn describe(
         }
     }
     signals.mean_strength = total_strength / link_ids.len().max(1) as f64;
+    signals.item_sharers = if inverse_sharers > 0.0 {
+        matches / inverse_sharers
+    } else {
+        0.0
+    };
+    signals.exclusivity = if signals.item_sharers > 0.0 {
+        (n / signals.item_sharers).min(1.0)
+    } else {
+        1.0
+    };
     signals.cohesion = (link_ids.len() as f64 / (n * (n - 1.0) / 2.0)).min(1.0);
     signals.creation_burst = burst_share(accounts, bursts);
     signals.burst_coverage = burst_coverage(accounts, bursts);
@@ -621,6 +646,7 @@ fn describe(
         .map_or(0.0, |(_, share)| *share);
     signals.terms = BTreeMap::from([
         ("coordination", 1.0 - (-signals.mean_strength / 2.0).exp()),
+        ("exclusivity", signals.exclusivity),
         ("cohesion", signals.cohesion),
         (
             "burst",
@@ -692,6 +718,7 @@ mod tests {
                     matched_high_to_low: high,
                     surprise_low_to_high: low as f32,
                     surprise_high_to_low: high as f32,
+                    inverse_sharers: (low + high) as f32 / 2.0,
                 };
                 let strength = counts.surprise();
                 let examples = pairs.iter().take(EXAMPLES_KEPT).copied().collect();
@@ -756,10 +783,25 @@ mod tests {
 
     #[test]
     fn score_terms_combine() {
-        let strong = BTreeMap::from([("coordination", 0.95), ("cohesion", 1.0)]);
+        let strong = BTreeMap::from([
+            ("coordination", 0.95),
+            ("cohesion", 1.0),
+            ("exclusivity", 1.0),
+        ]);
         assert!(combine(&strong) > 0.9);
-        let weak = BTreeMap::from([("coordination", 0.4), ("cohesion", 0.2)]);
+        let weak = BTreeMap::from([
+            ("coordination", 0.4),
+            ("cohesion", 0.2),
+            ("exclusivity", 1.0),
+        ]);
         assert!(combine(&weak) < 0.2);
+        // As strong, on items a large audience shared: a few fans, not a network.
+        let audience = BTreeMap::from([
+            ("coordination", 0.95),
+            ("cohesion", 1.0),
+            ("exclusivity", 0.1),
+        ]);
+        assert!(combine(&audience) < 0.1);
         let burst_only = BTreeMap::from([("burst", 1.0)]);
         assert!((combine(&burst_only) - 0.4).abs() < 1e-12);
     }

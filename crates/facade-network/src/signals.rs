@@ -98,6 +98,9 @@ pub struct PairCounts {
     /// Those matches weighed by their items' rarity.
     pub surprise_low_to_high: f32,
     pub surprise_high_to_low: f32,
+    /// Σ 1/n over the adaptive matches (both ways) of the sharers `n` of each matched item:
+    /// with `matched_*`, the harmonic mean of how many accounts shared what the pair did.
+    pub inverse_sharers: f32,
 }
 
 impl PairCounts {
@@ -112,7 +115,8 @@ impl PairCounts {
         f64::from(self.surprise_low_to_high.min(self.surprise_high_to_low))
     }
 
-    /// Counts of a pair that matched once, both ways, with this weight (a shared face).
+    /// Counts of a pair that matched once, both ways, with this weight (a shared face: an
+    /// item of the two alone).
     pub fn once(surprise: f32) -> Self {
         PairCounts {
             low_to_high: 1,
@@ -121,6 +125,7 @@ impl PairCounts {
             matched_high_to_low: 1,
             surprise_low_to_high: surprise,
             surprise_high_to_low: surprise,
+            inverse_sharers: 1.0,
         }
     }
 
@@ -131,6 +136,7 @@ impl PairCounts {
         self.matched_high_to_low += other.matched_high_to_low;
         self.surprise_low_to_high += other.surprise_low_to_high;
         self.surprise_high_to_low += other.surprise_high_to_low;
+        self.inverse_sharers += other.inverse_sharers;
     }
 }
 
@@ -142,6 +148,8 @@ struct Match {
     counted: bool,
     within_window: bool,
     surprise: f32,
+    /// Accounts sharing the item.
+    sharers: u32,
 }
 
 /// The evidence of one signal for a link: its counts and example matched posts
@@ -170,6 +178,7 @@ fixed_record! {
         matched_high_to_low: u32,
         surprise_low_to_high: u32,
         surprise_high_to_low: u32,
+        inverse_sharers: u32,
     }
 }
 
@@ -184,6 +193,7 @@ impl PairRecord {
             matched_high_to_low: counts.matched_high_to_low,
             surprise_low_to_high: counts.surprise_low_to_high.to_bits(),
             surprise_high_to_low: counts.surprise_high_to_low.to_bits(),
+            inverse_sharers: counts.inverse_sharers.to_bits(),
         }
     }
 
@@ -195,6 +205,7 @@ impl PairRecord {
             matched_high_to_low: self.matched_high_to_low,
             surprise_low_to_high: f32::from_bits(self.surprise_low_to_high),
             surprise_high_to_low: f32::from_bits(self.surprise_high_to_low),
+            inverse_sharers: f32::from_bits(self.inverse_sharers),
         }
     }
 }
@@ -313,6 +324,9 @@ impl PairCounter {
         let raw = u32::from(found.within_window);
         let counted = u32::from(found.counted);
         let surprise = if found.counted { found.surprise } else { 0.0 };
+        if found.counted {
+            counts.inverse_sharers += 1.0 / found.sharers as f32;
+        }
         if a < b {
             counts.low_to_high += raw;
             counts.matched_low_to_high += counted;
@@ -678,6 +692,7 @@ impl Join<'_> {
                         counted,
                         within_window: raw,
                         surprise,
+                        sharers: sharing,
                     };
                     record(sink, item, other, found)?;
                 }

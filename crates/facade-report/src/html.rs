@@ -240,6 +240,49 @@ fn members_table(input: &NetworkInput) -> String {
     )
 }
 
+/// A signal of a link: the posts matched each way and what it adds to the strength (older
+/// networks.json files have the toolkit's weights only).
+fn signal_cell(name: &str, s: &Value) -> String {
+    let counts = if s["matched"].is_array() {
+        &s["matched"]
+    } else {
+        &s["weights"]
+    };
+    let mut cell = format!("{} {}/{}", escape(name), text(&counts[0]), text(&counts[1]));
+    if let Some(strength) = s["strength"].as_f64() {
+        let _ = write!(cell, " (+{strength:.1})");
+    }
+    cell
+}
+
+/// Evidence posts of a signal, `post @ time ↔ post @ time`: every kept pair for a hashtag
+/// sequence or a near-duplicate template (the posts that make up the campaign), the first
+/// for the others.
+fn example_lines(name: &str, s: &Value) -> Vec<String> {
+    let shown = match name {
+        "co-hashtag-sequence" | "co-similar-tweet" => 10,
+        _ => 1,
+    };
+    let examples = s["examples"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    examples
+        .iter()
+        .take(shown)
+        .map(|pair| {
+            format!(
+                "{}: {} @ {} ↔ {} @ {}",
+                escape(name),
+                text(&pair["posts"][0]),
+                text(&pair["times"][0]),
+                text(&pair["posts"][1]),
+                text(&pair["times"][1])
+            )
+        })
+        .collect()
+}
+
 fn evidence_table(evidence: &Value) -> String {
     let links = evidence.as_array().map(Vec::as_slice).unwrap_or_default();
     if links.is_empty() {
@@ -248,28 +291,14 @@ fn evidence_table(evidence: &Value) -> String {
     let mut rows = String::new();
     for link in links.iter().take(EVIDENCE_SHOWN) {
         let mut signals = Vec::new();
-        let mut example = String::new();
+        let mut posts = Vec::new();
         if let Some(map) = link["signals"].as_object() {
             for (name, s) in map {
-                signals.push(format!(
-                    "{} {}/{}",
-                    escape(name),
-                    text(&s["weights"][0]),
-                    text(&s["weights"][1])
-                ));
-                if example.is_empty() {
-                    if let Some(pair) = s["examples"].get(0) {
-                        example = format!(
-                            "{} @ {} ↔ {} @ {}",
-                            text(&pair["posts"][0]),
-                            text(&pair["times"][0]),
-                            text(&pair["posts"][1]),
-                            text(&pair["times"][1])
-                        );
-                    }
-                }
+                signals.push(signal_cell(name, s));
+                posts.extend(example_lines(name, s));
             }
         }
+        let example = posts.join("<br>");
         let _ = write!(
             rows,
             "<tr><td>{} ↔ {}</td><td>{:.1}</td><td>{}</td><td class=\"muted\">{example}</td></tr>",
@@ -280,7 +309,7 @@ fn evidence_table(evidence: &Value) -> String {
         );
     }
     format!(
-        "<h3>Strongest links ({} of {} shown)</h3><table><thead><tr><th>accounts</th><th>strength</th><th>signals (posts matched each way)</th><th>example post pair</th></tr></thead><tbody>{rows}</tbody></table>",
+        "<h3>Strongest links ({} of {} shown)</h3><table><thead><tr><th>accounts</th><th>strength</th><th>signals (posts matched each way; what each adds)</th><th>evidence posts</th></tr></thead><tbody>{rows}</tbody></table>",
         links.len().min(EVIDENCE_SHOWN),
         links.len()
     )

@@ -106,8 +106,8 @@ pub fn scan_line(path: &Path) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// Simulates an export and keeps its `facade networks` run in the store at `db` (four
-/// planted networks of 30, 25, 20 and 15 accounts).
+/// Simulates an export and keeps its `facade networks` run in the store at `db` (six
+/// planted networks of 30, 25, 20, 15, 18 and 10 accounts).
 pub fn store_simulated_run(dir: &Path, db: &Path) {
     let sim = dir.join("sim");
     run_ok(
