@@ -312,7 +312,10 @@ fn reviews_are_validated_and_survive_a_kill() {
         .as_array()
         .unwrap()
         .is_empty());
-    let members: u64 = networks.iter().map(|n| n["members"].as_u64().unwrap()).sum();
+    let members: u64 = networks
+        .iter()
+        .map(|n| n["members"].as_u64().unwrap())
+        .sum();
     let (status, body) = get(&agent, &server.url("/v1/accounts"));
     assert_eq!(status, 200);
     // The flagged networks' members: nearly all of the 118 planted accounts.

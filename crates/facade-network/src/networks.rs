@@ -801,7 +801,7 @@ mod tests {
             ("cohesion", 1.0),
             ("exclusivity", 0.1),
         ]);
-        assert!(combine(&audience) < 0.1);
+        assert!(combine(&audience) < 0.35);
         let burst_only = BTreeMap::from([("burst", 1.0)]);
         assert!((combine(&burst_only) - 0.4).abs() < 1e-12);
     }

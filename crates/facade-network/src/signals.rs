@@ -580,16 +580,19 @@ fn join_on_key(
     sink: &mut Sink,
 ) -> io::Result<ChanceModel> {
     let accounts = data.accounts.len();
+    // A post in several groups can match one account in each: its matches are sorted (on disk
+    // past 16 MB) and counted once per (post, account) after the join, instead of a set of
+    // every match in memory.
+    let deferred = (groups == Groups::Several && matches!(sink, Sink::Count(_)))
+        .then(Sorter::<MatchRecord>::default);
     let mut join = Join {
         params,
         population: data.accounts.iter().filter(|a| a.posts > 0).count() as u32,
         filter,
-        groups,
+        deferred,
         last_match: vec![0; accounts],
         last_raw_match: vec![0; accounts],
         stamp: 0,
-        seen: FxHashSet::default(),
-        seen_raw: FxHashSet::default(),
         activity: vec![0; accounts],
         chance_pairs: 0.0,
         posts: 0,
@@ -608,7 +611,61 @@ fn join_on_key(
         group.push(item);
     }
     join.group(&group, sink)?;
+    if let Some(deferred) = join.deferred.take() {
+        count_once_per_post_and_account(deferred.finish()?, sink)?;
+    }
     Ok(join.chance_model())
+}
+
+fixed_record! {
+    /// A match of a post (of account `a`) by account `b` in one group, for signals whose posts
+    /// sit in several groups: sorted by (post, b) to count each once.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+    struct MatchRecord {
+        post: PostIx,
+        b: AccountIx,
+        a: AccountIx,
+        /// Bit 0: counted within the adaptive window; bit 1: within the toolkit's.
+        flags: u32,
+        surprise: u32,
+        sharers: u32,
+    }
+}
+
+/// Counts each (post, account) once from the sorted matches: matched if any group matched it
+/// (with the largest rarity weight among them), within the toolkit's window if any did so.
+fn count_once_per_post_and_account(
+    matches: Sorted<MatchRecord>,
+    sink: &mut Sink,
+) -> io::Result<()> {
+    let mut pending: Option<(MatchRecord, Match)> = None;
+    let flush = |pending: Option<(MatchRecord, Match)>, sink: &mut Sink| -> io::Result<()> {
+        match (pending, sink) {
+            (Some((first, found)), Sink::Count(counter)) => counter.add(first.a, first.b, found),
+            _ => Ok(()),
+        }
+    };
+    for record in matches.iter()? {
+        let record = record?;
+        let found = Match {
+            counted: record.flags & 1 != 0,
+            within_window: record.flags & 2 != 0,
+            surprise: f32::from_bits(record.surprise),
+            sharers: record.sharers,
+        };
+        match &mut pending {
+            Some((first, merged)) if (first.post, first.b) == (record.post, record.b) => {
+                if found.counted && (!merged.counted || found.surprise > merged.surprise) {
+                    merged.surprise = found.surprise;
+                    merged.sharers = found.sharers;
+                }
+                merged.counted |= found.counted;
+                merged.within_window |= found.within_window;
+            }
+            _ => flush(pending.replace((record, found)), sink)?,
+        }
+    }
+    flush(pending, sink)
 }
 
 /// The state of one join across its groups.
@@ -617,15 +674,14 @@ struct Join<'f> {
     /// Accounts with posts: the `N` of [`rarity`].
     population: u32,
     filter: PostFilter<'f>,
-    groups: Groups,
+    /// Matches to count once per (post, account) after the join (posts in several groups).
+    deferred: Option<Sorter<MatchRecord>>,
     /// `last_match[b]` = the stamp of the item that last matched account b: one count per
     /// (post, b); `last_raw_match` the same within the toolkit's window. Between items,
     /// `last_match` also counts a group's distinct accounts.
     last_match: Vec<u64>,
     last_raw_match: Vec<u64>,
     stamp: u64,
-    seen: FxHashSet<(PostIx, AccountIx)>,
-    seen_raw: FxHashSet<(PostIx, AccountIx)>,
     /// The chance model's sums: posts per account, Σ rarity·n(n−1)·p(window), posts, span.
     activity: Vec<u32>,
     chance_pairs: f64,
@@ -685,30 +741,26 @@ impl Join<'_> {
                 if need_raw {
                     self.last_raw_match[b as usize] = self.stamp;
                 }
-                let counted = need_counted && self.first_time(false, item.post, b);
-                let raw = need_raw && self.first_time(true, item.post, b);
-                if counted || raw {
-                    let found = Match {
-                        counted,
-                        within_window: raw,
-                        surprise,
+                let found = Match {
+                    counted: need_counted,
+                    within_window: need_raw,
+                    surprise,
+                    sharers: sharing,
+                };
+                match &mut self.deferred {
+                    Some(deferred) => deferred.push(MatchRecord {
+                        post: item.post,
+                        b,
+                        a: item.account,
+                        flags: u32::from(need_counted) | u32::from(need_raw) << 1,
+                        surprise: surprise.to_bits(),
                         sharers: sharing,
-                    };
-                    record(sink, item, other, found)?;
+                    })?,
+                    None => record(sink, item, other, found)?,
                 }
             }
         }
         Ok(())
-    }
-
-    /// Whether (post, b) is matched for the first time (across the groups of a post that sits
-    /// in several), in the toolkit's count (`raw`) or the adaptive one.
-    fn first_time(&mut self, raw: bool, post: PostIx, b: AccountIx) -> bool {
-        match (self.groups, raw) {
-            (Groups::One, _) => true,
-            (Groups::Several, false) => self.seen.insert((post, b)),
-            (Groups::Several, true) => self.seen_raw.insert((post, b)),
-        }
     }
 
     fn distinct_accounts(&mut self, group: &[Keyed]) -> u32 {

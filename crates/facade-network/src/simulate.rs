@@ -112,6 +112,9 @@ struct OrganicEvents {
 /// a real platform, without making a 10-million-post export quadratic).
 const EVENT_REACH_MAX: f64 = 3000.0;
 
+/// Most fans retweeting the celebrity within seconds (each post ~180 of them).
+const FANS_MAX: f64 = 600.0;
+
 impl OrganicEvents {
     fn new(rng: &mut ChaCha8Rng, world: &mut World) -> Self {
         let organic = world.params.organic_accounts.max(1) as f64;
@@ -135,7 +138,9 @@ impl OrganicEvents {
             news,
             join_share: (0.25f64).min(EVENT_REACH_MAX / organic),
             celebrity_posts,
-            fan_share: 0.04,
+            // 4% of the accounts, at most 600: a celebrity's fans retweeting within seconds
+            // make every pair of them a co-retweet pair, quadratic in their number.
+            fan_share: (0.04f64).min(FANS_MAX / organic),
             // A week in early 2012: the platform's launch in some country.
             launch_week_ms: 1_325_376_000_000 + rng.random_range(0..300) * DAY_MS,
             launch_share: 0.1,
