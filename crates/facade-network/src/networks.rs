@@ -4,7 +4,8 @@
 //! A link's **strength** is, summed over co-action signals, the posts the two accounts
 //! coordinated on weighed against chance (each signal's rarity-weighted matches, the smaller
 //! of its two directions, less what [`crate::signals::ChanceModel`] expects of two accounts
-//! this active; see [`crate::signals`]), plus 5 for a shared profile face, plus up to 1 when
+//! this active; see [`crate::signals`]) times an activity factor (full when the pair's
+//! coordinated posts are at least 2% of the geometric mean of their posts), plus 5 for a shared profile face, plus up to 1 when
 //! both were created in the same anomalous creation burst (less for a burst of more than √N
 //! accounts) and 1 when both wear AI-made faces (these two only strengthen an existing link: many
 //! unrelated accounts are created on the same day). Links weaker than `min_strength` are
@@ -206,6 +207,30 @@ pub fn analyse(data: &Dataset, params: &AnalysisParams) -> io::Result<Analysis> 
     })
 }
 
+/// The share of their posts two accounts must have coordinated on to count fully: 2% of the
+/// geometric mean of their post counts.
+const ACTIVE_SHARE: f64 = 0.02;
+
+/// How much of a pair's co-action strength counts given how active the two accounts are:
+/// `min(1, coordinated posts / (2% · √(posts_a · posts_b)))`. Two bots posting every hour for
+/// a month whose templated updates met three times are not coordinated; two thirty-post
+/// accounts that met four times are.
+fn activity_factor(
+    data: &Dataset,
+    a: AccountIx,
+    b: AccountIx,
+    matched: &[(Signal, PairCounts)],
+) -> f64 {
+    let coordinated: u32 = matched
+        .iter()
+        .filter(|(signal, _)| *signal != Signal::SharedFace)
+        .map(|(_, counts)| counts.coordinated_posts())
+        .sum();
+    let posts = |x: AccountIx| f64::from(data.accounts[x as usize].posts.max(1));
+    let expected = ACTIVE_SHARE * (posts(a) * posts(b)).sqrt();
+    (f64::from(coordinated) / expected).min(1.0)
+}
+
 /// What being created in the same burst adds to a link: 1, or `√N / size` for a burst larger
 /// than √N accounts (the rarity weight of a shared item, [`crate::signals::rarity`]): two of
 /// an operation's thirty accounts made the same afternoon say more than two of a launch
@@ -259,13 +284,14 @@ fn build_links(
             }
         }
         let (a, b) = pair;
+        let activity = activity_factor(data, a, b, &matched);
         let contributions: Vec<f64> = matched
             .iter()
             .map(|(signal, counts)| match signal {
                 Signal::SharedFace => SHARED_FACE_STRENGTH,
                 _ => {
                     let chance = chances.get(signal).map_or(0.0, |c| c.expected(a, b));
-                    (counts.surprise() - chance).max(0.0)
+                    (counts.surprise() - chance).max(0.0) * activity
                 }
             })
             .collect();

@@ -857,16 +857,37 @@ fn near_duplicates(
     join_on_key(data, bands, params, Some(&similar), Groups::Several, sink)
 }
 
+/// MinHash by multiply-shift hashing: each token is mixed once, and each of the signature's
+/// hash functions is `(odd multiplier · mixed + offset) >> 32` with its own multiplier and
+/// offset, a universal family that costs one multiply per function instead of a full mix.
 fn minhash(tokens: &[u32]) -> [u32; MINHASHES] {
     let mut signature = [u32::MAX; MINHASHES];
     for &token in tokens {
-        for (k, slot) in signature.iter_mut().enumerate() {
-            let h = mix(u64::from(token) ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(k as u64 + 1)))
-                as u32;
+        let mixed = mix(u64::from(token));
+        for (slot, (multiplier, offset)) in signature.iter_mut().zip(MINHASH_PARAMETERS.iter()) {
+            let h = (mixed.wrapping_mul(*multiplier).wrapping_add(*offset) >> 32) as u32;
             *slot = (*slot).min(h);
         }
     }
     signature
+}
+
+/// Odd multipliers and offsets of the MinHash functions, drawn once from SplitMix64.
+const MINHASH_PARAMETERS: [(u64, u64); MINHASHES] = {
+    let mut parameters = [(0u64, 0u64); MINHASHES];
+    let mut k = 0;
+    while k < MINHASHES {
+        parameters[k] = (const_mix(2 * k as u64 + 1) | 1, const_mix(2 * k as u64 + 2));
+        k += 1;
+    }
+    parameters
+};
+
+const fn const_mix(seed: u64) -> u64 {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 /// SplitMix64's finaliser: a good, cheap 64-bit mix.

@@ -141,6 +141,16 @@ pub fn snowflake_time_ms(id: &str) -> Option<i64> {
     Some((id >> 22) as i64 + TWITTER_EPOCH_MS)
 }
 
+/// Whether [`refine_with_snowflake`] takes the time from the id (it carries one that agrees
+/// with the archive's, or the archive has none).
+pub fn refined_by_snowflake(archive_ms: Option<i64>, tweet_id: &str) -> bool {
+    match (archive_ms, snowflake_time_ms(tweet_id)) {
+        (Some(archive), Some(precise)) => (archive - precise).abs() <= 120_000,
+        (None, precise) => precise.is_some(),
+        (Some(_), None) => false,
+    }
+}
+
 /// Twitter's own precise time for a tweet when its archive time (often minute precision)
 /// agrees with its id to within two minutes; otherwise the archive time.
 pub fn refine_with_snowflake(archive_ms: Option<i64>, tweet_id: &str) -> Option<i64> {
@@ -227,6 +237,8 @@ mod tests {
         );
         // A hashed id carries no time: the archive's stands.
         assert_eq!(refine_with_snowflake(Some(minute), "abc"), Some(minute));
+        assert!(refined_by_snowflake(Some(minute), "1126020958826766336"));
+        assert!(!refined_by_snowflake(Some(minute), "abc"));
         assert_eq!(snowflake_time_ms("12345"), None);
     }
 }

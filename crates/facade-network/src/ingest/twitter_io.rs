@@ -8,7 +8,7 @@ use super::{add_post_or_reject, list_account, warn_lossy_ids, IngestError};
 use crate::dataset::{Dataset, RawPost};
 use crate::diagnostics::Diagnostics;
 use crate::pylist::parse_list;
-use crate::time::{minute_precision, parse_time_ms, refine_with_snowflake};
+use crate::time::{minute_precision, parse_time_ms, refine_with_snowflake, refined_by_snowflake};
 
 /// The users file's columns (the simulator writes them in this order).
 pub const USER_COLUMNS: &[&str] = &[
@@ -104,7 +104,10 @@ fn read_tweet_row(row: &Row, path: &Path, data: &mut Dataset, diag: &mut Diagnos
     warn_lossy_ids(diag, path, row.line, &pairs);
     let archive_ms = parse_time_ms(&archive_time);
     let refined = refine_with_snowflake(archive_ms, &tweet_id);
-    if refined.is_some() && refined == archive_ms && minute_precision(&archive_time) {
+    if archive_ms.is_some()
+        && minute_precision(&archive_time)
+        && !refined_by_snowflake(archive_ms, &tweet_id)
+    {
         diag.minute_precision_posts += 1;
     }
     let Some(time_ms) = refined else {
