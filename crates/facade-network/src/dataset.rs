@@ -188,6 +188,8 @@ pub struct Dataset {
     sources: Vec<PathBuf>,
     /// Posts dropped as duplicates, one bit each.
     dropped: Vec<u64>,
+    /// Original posts with more than one distinct link, one bit each.
+    several_links: Vec<u64>,
     /// The first storage error, returned by `finish_reading`.
     failure: Option<io::Error>,
     finished: bool,
@@ -228,9 +230,17 @@ impl Dataset {
     }
 
     pub fn is_dropped(&self, post: PostIx) -> bool {
-        self.dropped
-            .get(post as usize / 64)
-            .is_some_and(|word| word >> (post % 64) & 1 == 1)
+        bit(&self.dropped, post)
+    }
+
+    /// Whether `post` sits in several of `signal`'s groups (several links, LSH bands, hashtag
+    /// runs), so that one account can match it in more than one.
+    pub fn in_several_groups(&self, signal: Signal, post: PostIx) -> bool {
+        match signal {
+            Signal::CoLink => bit(&self.several_links, post),
+            Signal::CoSimilarTweet | Signal::CoHashtagSequence => true,
+            _ => false,
+        }
     }
 
     /// The kept post at `post`: its account, time and id.
@@ -333,11 +343,7 @@ impl Dataset {
     }
 
     fn drop_post(&mut self, seen: &IdSeen) -> io::Result<Duplicate> {
-        let post = seen.post as usize;
-        if self.dropped.len() <= post / 64 {
-            self.dropped.resize(post / 64 + 1, 0);
-        }
-        self.dropped[post / 64] |= 1 << (post % 64);
+        set_bit(&mut self.dropped, seen.post);
         let (account, _, id) = self
             .post(seen.post)?
             .ok_or_else(|| io::Error::other("duplicate of a post that was not kept"))?;
@@ -457,7 +463,11 @@ impl Dataset {
         // An original post: its text and links. Normalised once for the key and the words,
         // and only when a signal reads them.
         if self.wants(Signal::CoLink) {
-            for key in self.link_keys(&raw.urls) {
+            let keys = self.link_keys(&raw.urls);
+            if keys.len() > 1 {
+                set_bit(&mut self.several_links, ix);
+            }
+            for key in keys {
                 self.key_post(Signal::CoLink, at(key))?;
             }
         }
@@ -557,6 +567,19 @@ impl Dataset {
         self.token_data.extend_from_slice(&tokens);
         Ok(())
     }
+}
+
+fn bit(bits: &[u64], post: PostIx) -> bool {
+    bits.get(post as usize / 64)
+        .is_some_and(|word| word >> (post % 64) & 1 == 1)
+}
+
+fn set_bit(bits: &mut Vec<u64>, post: PostIx) {
+    let word = post as usize / 64;
+    if bits.len() <= word {
+        bits.resize(word + 1, 0);
+    }
+    bits[word] |= 1 << (post % 64);
 }
 
 /// `span_of_post` of a post without kept words.

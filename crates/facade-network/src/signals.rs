@@ -544,29 +544,15 @@ fn co_action(
     };
     match signal {
         Signal::CoSimilarTweet => near_duplicates(data, keyed, params, sink),
-        // A post with several links sits in several groups; a day's first post stands for
-        // each run of its hashtag sequence.
-        Signal::CoLink | Signal::CoHashtagSequence => {
-            join_on_key(data, keyed, params, None, Groups::Several, sink)
-        }
         Signal::CoRetweet | Signal::CoReply => {
-            join_on_key(data, keyed, &reaction, None, Groups::One, sink)
+            join_on_key(data, keyed, signal, &reaction, None, sink)
         }
-        _ => join_on_key(data, keyed, params, None, Groups::One, sink),
+        _ => join_on_key(data, keyed, signal, params, None, sink),
     }
 }
 
 /// Accept a candidate pair of posts (i, j); `None` accepts all.
 type PostFilter<'f> = Option<&'f (dyn Fn(PostIx, PostIx) -> bool + Sync)>;
-
-/// How many of a signal's groups one post can sit in.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Groups {
-    One,
-    /// Several links, several LSH bands: (post, other account) matches are deduplicated
-    /// across groups.
-    Several,
-}
 
 /// The co-action join: posts grouped by key (read in key order, one group in memory at a
 /// time), and within a group every pair of posts by different accounts within the group's
@@ -574,18 +560,25 @@ enum Groups {
 fn join_on_key(
     data: &Dataset,
     keyed: &Sorted<Keyed>,
+    signal: Signal,
     params: &CoActionParams,
     filter: PostFilter,
-    groups: Groups,
     sink: &mut Sink,
 ) -> io::Result<ChanceModel> {
     let accounts = data.accounts.len();
-    // A post in several groups can match one account in each: its matches are sorted (on disk
-    // past 16 MB) and counted once per (post, account) after the join, instead of a set of
-    // every match in memory.
-    let deferred = (groups == Groups::Several && matches!(sink, Sink::Count(_)))
-        .then(Sorter::<MatchRecord>::default);
+    // A post in several groups (several links, LSH bands, a day's hashtag runs under its first
+    // post) can match one account in each: its matches are sorted (on disk past 16 MB) and
+    // counted once per (post, account) after the join, instead of a set of every match in
+    // memory. Other posts' matches are counted as they come.
+    let several_groups = matches!(
+        signal,
+        Signal::CoLink | Signal::CoSimilarTweet | Signal::CoHashtagSequence
+    );
+    let deferred =
+        (several_groups && matches!(sink, Sink::Count(_))).then(Sorter::<MatchRecord>::default);
     let mut join = Join {
+        data,
+        signal,
         params,
         population: data.accounts.iter().filter(|a| a.posts > 0).count() as u32,
         filter,
@@ -670,6 +663,8 @@ fn count_once_per_post_and_account(
 
 /// The state of one join across its groups.
 struct Join<'f> {
+    data: &'f Dataset,
+    signal: Signal,
     params: &'f CoActionParams,
     /// Accounts with posts: the `N` of [`rarity`].
     population: u32,
@@ -747,8 +742,9 @@ impl Join<'_> {
                     surprise,
                     sharers: sharing,
                 };
+                let several = self.data.in_several_groups(self.signal, item.post);
                 match &mut self.deferred {
-                    Some(deferred) => deferred.push(MatchRecord {
+                    Some(deferred) if several => deferred.push(MatchRecord {
                         post: item.post,
                         b,
                         a: item.account,
@@ -756,7 +752,7 @@ impl Join<'_> {
                         surprise: surprise.to_bits(),
                         sharers: sharing,
                     })?,
-                    None => record(sink, item, other, found)?,
+                    _ => record(sink, item, other, found)?,
                 }
             }
         }
@@ -854,7 +850,14 @@ fn near_duplicates(
         }
         _ => false,
     };
-    join_on_key(data, bands, params, Some(&similar), Groups::Several, sink)
+    join_on_key(
+        data,
+        bands,
+        Signal::CoSimilarTweet,
+        params,
+        Some(&similar),
+        sink,
+    )
 }
 
 /// MinHash by multiply-shift hashing: each token is mixed once, and each of the signature's
