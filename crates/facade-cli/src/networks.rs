@@ -58,7 +58,7 @@ pub struct NetworksArgs {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(2..))]
     rare_accounts: u32,
     /// Signals to compute, comma-separated [default: all]: co-tweet, co-similar-tweet,
-    /// co-retweet, co-link, co-reply, co-hashtags, shared-face.
+    /// co-retweet, co-link, co-reply, co-hashtags, co-hashtag-sequence, shared-face.
     #[arg(long, value_delimiter = ',', value_parser = parse_signal)]
     signals: Vec<Signal>,
     /// How links are compared: `normalised` (ignores scheme, www., tracking parameters…) or
@@ -69,7 +69,8 @@ pub struct NetworksArgs {
     /// variants of a ten-word template, each with a word swapped, share 8 of 12 words).
     #[arg(long, default_value_t = 0.6)]
     similarity: f64,
-    /// Links weaker than this (coordinated posts + bonuses) are ignored.
+    /// Links weaker than this (coordinated posts weighed against chance, + bonuses) are
+    /// ignored.
     #[arg(long, default_value_t = 2.0)]
     min_strength: f64,
     /// Span within which account creations form a burst.
