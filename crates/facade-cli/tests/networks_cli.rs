@@ -7,7 +7,22 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{facade, networks_on_posts_with_images, networks_on_simulation, read_json, run_ok};
+use common::{
+    facade, networks_on_posts_with_images, networks_on_simulation, read_json, report_on_networks,
+    run_ok,
+};
+
+/// `facade networks` on one archive tweets file; its stderr.
+fn networks_on_tweets(tweets: &Path, out: &Path) -> String {
+    run_ok(
+        facade()
+            .arg("networks")
+            .arg("--tweets")
+            .arg(tweets)
+            .arg("--out")
+            .arg(out),
+    )
+}
 
 #[test]
 fn simulated_networks_are_recovered_and_exported() {
@@ -116,14 +131,7 @@ fn simulated_networks_are_recovered_and_exported() {
         .map(|pair| pair["posts"][0].as_str().unwrap().to_owned())
         .collect();
     let report = dir.path().join("report");
-    run_ok(
-        facade()
-            .arg("report")
-            .arg("--networks")
-            .arg(out.join("networks.json"))
-            .arg("--out")
-            .arg(&report),
-    );
+    report_on_networks(&out.join("networks.json"), &report);
     let html = std::fs::read_to_string(report.join("index.html")).unwrap();
     for post in &posts {
         assert!(
@@ -291,14 +299,7 @@ fn bad_rows_are_named_with_their_lines_and_valid_rows_kept() {
     bytes.extend_from_slice(b"hello world,1006,u3,2020-01-01 10:00,False,,[],[],x\n"); // 10: ok
     std::fs::write(&tweets, bytes).unwrap();
     let out = dir.path().join("out");
-    let stderr = run_ok(
-        facade()
-            .arg("networks")
-            .arg("--tweets")
-            .arg(&tweets)
-            .arg("--out")
-            .arg(&out),
-    );
+    let stderr = networks_on_tweets(&tweets, &out);
     assert!(stderr.contains("5 posts"), "{stderr}");
     let diag = read_json(&out.join("diagnostics.json"));
     assert_eq!(diag["posts_read"], 5);
@@ -475,14 +476,7 @@ fn resaved_and_truncated_exports_are_reported_as_they_are() {
     csv.push_str("p99,u6,2020-03-09 12:00,\"a text that goes on\nover lines and is cut");
     std::fs::write(&tweets, csv).unwrap();
     let out = dir.path().join("out");
-    let stderr = run_ok(
-        facade()
-            .arg("networks")
-            .arg("--tweets")
-            .arg(&tweets)
-            .arg("--out")
-            .arg(&out),
-    );
+    let stderr = networks_on_tweets(&tweets, &out);
     assert!(stderr.contains("float-id: 2"), "{stderr}");
     assert!(stderr.contains("truncated-file: 1"), "{stderr}");
     assert!(

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{facade, networks_on_posts_with_images, read_json, run_ok};
+use common::{facade, networks_on_posts_with_images, read_json, report_on_networks, run_ok};
 use std::path::{Path, PathBuf};
 
 /// Six accounts per group post the same texts within seconds; each wears its own picture.
@@ -55,14 +55,7 @@ fn a_report_shows_the_composite_with_stylegan_eyes_lined_up() {
     let out = dir.path().join("out");
     run_ok(&mut networks_on_posts_with_images(&posts, &images, &out));
     let report = dir.path().join("report");
-    let stderr = run_ok(
-        facade()
-            .arg("report")
-            .arg("--networks")
-            .arg(out.join("networks.json"))
-            .arg("--out")
-            .arg(&report),
-    );
+    let stderr = report_on_networks(&out.join("networks.json"), &report);
     assert!(stderr.contains("2 sections, 12 pictures"), "{stderr}");
     let json = read_json(&report.join("report.json"));
     let networks = json["networks"].as_array().unwrap();

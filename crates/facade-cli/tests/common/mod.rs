@@ -136,6 +136,18 @@ pub fn networks_on_posts_with_images(posts: &Path, images: &Path, out: &Path) ->
     command
 }
 
+/// `facade report --networks` on a networks.json, into `out`; its stderr.
+pub fn report_on_networks(networks: &Path, out: &Path) -> String {
+    run_ok(
+        facade()
+            .arg("report")
+            .arg("--networks")
+            .arg(networks)
+            .arg("--out")
+            .arg(out),
+    )
+}
+
 /// `facade networks` on the users and tweets CSVs `facade simulate` wrote to `sim`.
 pub fn networks_on_simulation(sim: &Path, out: &Path) -> Command {
     let mut command = facade();
