@@ -12,6 +12,16 @@ use common::{
     run_ok,
 };
 
+/// (line, kind) of each message kept in a diagnostics.json.
+fn message_lines(diag: &serde_json::Value) -> Vec<(u64, &str)> {
+    diag["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["line"].as_u64().unwrap(), m["kind"].as_str().unwrap()))
+        .collect()
+}
+
 /// `facade networks` on one archive tweets file; its stderr.
 fn networks_on_tweets(tweets: &Path, out: &Path) -> String {
     run_ok(
@@ -304,12 +314,7 @@ fn bad_rows_are_named_with_their_lines_and_valid_rows_kept() {
     let diag = read_json(&out.join("diagnostics.json"));
     assert_eq!(diag["posts_read"], 5);
     assert_eq!(diag["rejected"], 3);
-    let found: Vec<(u64, &str)> = diag["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| (m["line"].as_u64().unwrap(), m["kind"].as_str().unwrap()))
-        .collect();
+    let found = message_lines(&diag);
     assert_eq!(
         found,
         [
@@ -487,12 +492,7 @@ fn resaved_and_truncated_exports_are_reported_as_they_are() {
     assert_eq!(diag["posts_read"], 14);
     assert_eq!(diag["rejected"], 1);
     assert_eq!(diag["minute_precision_posts"], 14);
-    let kinds: Vec<(u64, &str)> = diag["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| (m["line"].as_u64().unwrap(), m["kind"].as_str().unwrap()))
-        .collect();
+    let kinds = message_lines(&diag);
     assert_eq!(
         kinds,
         [(14, "float-id"), (15, "float-id"), (16, "truncated-file")]
