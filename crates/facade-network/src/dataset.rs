@@ -224,6 +224,11 @@ impl Dataset {
         ix
     }
 
+    /// Accounts with at least one kept post: the `N` that rarity weights are relative to.
+    pub fn accounts_with_posts(&self) -> u32 {
+        self.accounts.iter().filter(|a| a.posts > 0).count() as u32
+    }
+
     /// Posts read, duplicates included (a `PostIx` is below this).
     pub fn posts_read(&self) -> u64 {
         self.posts.len()

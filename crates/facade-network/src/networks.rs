@@ -240,7 +240,7 @@ fn burst_bonuses(data: &Dataset, bursts: &[Option<u32>]) -> FxHashMap<u32, f64> 
     for id in bursts.iter().flatten() {
         *sizes.entry(*id).or_default() += 1;
     }
-    let population = data.accounts.iter().filter(|a| a.posts > 0).count() as u32;
+    let population = data.accounts_with_posts();
     sizes
         .into_iter()
         .map(|(id, size)| (id, f64::from(crate::signals::rarity(size, population))))
@@ -578,19 +578,19 @@ fn combine(terms: &BTreeMap<&'static str, f64>) -> f64 {
         * (1.0 - 0.2 * t("handles"))
 }
 
-/// The share of members created in the burst most of them were created in.
-fn burst_share(accounts: &[AccountIx], bursts: &[Option<u32>]) -> f64 {
-    largest_burst(accounts, bursts).map_or(0.0, |(_, m)| m as f64 / accounts.len() as f64)
-}
-
-/// The share of that burst's accounts that are members: an operation's accounts are its
-/// burst, a few accounts of a launch week's thousands are not.
-fn burst_coverage(accounts: &[AccountIx], bursts: &[Option<u32>]) -> f64 {
+/// The share of members created in the burst most of them were created in, and the share of
+/// that burst's accounts that are members (an operation's accounts are its burst, a few
+/// accounts of a launch week's thousands are not).
+fn burst_share_and_coverage(accounts: &[AccountIx], bursts: &[Option<u32>]) -> (f64, f64) {
     let Some((id, members)) = largest_burst(accounts, bursts) else {
-        return 0.0;
+        return (0.0, 0.0);
     };
     let size = bursts.iter().filter(|b| **b == Some(id)).count();
-    members as f64 / size.max(1) as f64
+    let members = members as f64;
+    (
+        members / accounts.len() as f64,
+        members / size.max(1) as f64,
+    )
 }
 
 fn largest_burst(accounts: &[AccountIx], bursts: &[Option<u32>]) -> Option<(u32, usize)> {
@@ -655,8 +655,7 @@ fn describe(
         1.0
     };
     signals.cohesion = (link_ids.len() as f64 / (n * (n - 1.0) / 2.0)).min(1.0);
-    signals.creation_burst = burst_share(accounts, bursts);
-    signals.burst_coverage = burst_coverage(accounts, bursts);
+    (signals.creation_burst, signals.burst_coverage) = burst_share_and_coverage(accounts, bursts);
     let faces: Vec<_> = accounts
         .iter()
         .filter_map(|&a| data.accounts[a as usize].face)

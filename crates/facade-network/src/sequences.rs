@@ -127,7 +127,8 @@ impl Day {
     }
 }
 
-fn day_of(time_ms: i64) -> i64 {
+/// The day (days since 1970, UTC) of a time.
+pub fn day_of(time_ms: i64) -> i64 {
     time_ms.div_euclid(DAY_MS)
 }
 
@@ -178,11 +179,6 @@ pub fn sequence_posts(
         }
     }
     Ok(found)
-}
-
-/// The day (days since 1970, UTC) of a time.
-pub fn day_index(time_ms: i64) -> i64 {
-    day_of(time_ms)
 }
 
 #[cfg(test)]

@@ -466,7 +466,7 @@ fn sequence_examples(
     let day_of_post = |post: PostIx| -> io::Result<Option<(AccountIx, i64)>> {
         Ok(data
             .post(post)?
-            .map(|(account, time_ms, _)| (account, crate::sequences::day_index(time_ms))))
+            .map(|(account, time_ms, _)| (account, crate::sequences::day_of(time_ms))))
     };
     let mut wanted = FxHashSet::default();
     for &(p, q) in firsts.values().flatten() {
@@ -580,7 +580,7 @@ fn join_on_key(
         data,
         signal,
         params,
-        population: data.accounts.iter().filter(|a| a.posts > 0).count() as u32,
+        population: data.accounts_with_posts(),
         filter,
         deferred,
         last_match: vec![0; accounts],

@@ -109,6 +109,23 @@ fn warn_lossy_ids(diag: &mut Diagnostics, path: &Path, line: u64, columns: &[(&s
     );
 }
 
+/// [`warn_lossy_ids`] for the id `columns` of a CSV row, read in place (no copy of the ids
+/// of every row: this runs on each of millions of rows).
+fn warn_lossy_row_ids(row: &csv_table::Row, columns: &[&str], path: &Path, diag: &mut Diagnostics) {
+    if !columns
+        .iter()
+        .any(|c| row.get(c).is_some_and(|v| written_as_float(&v)))
+    {
+        return;
+    }
+    let values: Vec<(&str, String)> = columns
+        .iter()
+        .map(|&c| (c, row.text(c).into_owned()))
+        .collect();
+    let pairs: Vec<(&str, &str)> = values.iter().map(|(c, v)| (*c, v.as_str())).collect();
+    warn_lossy_ids(diag, path, row.line, &pairs);
+}
+
 /// Adds a post, recording a refusal as a rejected row. Duplicate ids are found and reported
 /// when reading ends ([`Dataset::finish_reading_into`]).
 fn add_post_or_reject(

@@ -36,9 +36,7 @@ fn read_qut_row(row: &Row, path: &Path, data: &mut Dataset, diag: &mut Diagnosti
     let id = row.text("message_id");
     let stamp = row.text("timestamp");
     let ids = ["message_id", "user_id", "repost_id", "reply_id"];
-    let values: Vec<(&str, String)> = ids.iter().map(|&c| (c, row.text(c).into_owned())).collect();
-    let pairs: Vec<(&str, &str)> = values.iter().map(|(c, v)| (*c, v.as_str())).collect();
-    super::warn_lossy_ids(diag, path, row.line, &pairs);
+    super::warn_lossy_row_ids(row, &ids, path, diag);
     let Some(time_ms) = parse_time_ms(&stamp) else {
         diag.reject(
             path,

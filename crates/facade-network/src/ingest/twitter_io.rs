@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::csv_table::{read_rows, Row};
-use super::{add_post_or_reject, list_account, warn_lossy_ids, IngestError};
+use super::{add_post_or_reject, list_account, IngestError};
 use crate::dataset::{Dataset, RawPost};
 use crate::diagnostics::Diagnostics;
 use crate::pylist::parse_list;
@@ -99,9 +99,7 @@ fn read_tweet_row(row: &Row, path: &Path, data: &mut Dataset, diag: &mut Diagnos
         "retweet_tweetid",
         "in_reply_to_tweetid",
     ];
-    let values: Vec<(&str, String)> = ids.iter().map(|&c| (c, row.text(c).into_owned())).collect();
-    let pairs: Vec<(&str, &str)> = values.iter().map(|(c, v)| (*c, v.as_str())).collect();
-    warn_lossy_ids(diag, path, row.line, &pairs);
+    super::warn_lossy_row_ids(row, &ids, path, diag);
     let archive_ms = parse_time_ms(&archive_time);
     let refined = refine_with_snowflake(archive_ms, &tweet_id);
     if archive_ms.is_some()
