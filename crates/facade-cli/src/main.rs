@@ -5,11 +5,13 @@ mod inputs;
 mod model_args;
 mod networks;
 mod output;
+mod queue;
 mod report;
 mod scan;
 mod serve;
 mod simulate;
 mod train;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -43,6 +45,12 @@ enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Write a synthetic account export with planted networks and its ground truth.
     Simulate(simulate::SimulateArgs),
+    /// The scan queue that several machines share (PostgreSQL): add images, see progress.
+    Queue(queue::QueueArgs),
+    /// Take images from the shared queue and scan them, until stopped (or the queue is empty).
+    Worker(Box<worker::WorkerArgs>),
+    /// One scan record per queued image, in queue order (as `facade scan` writes them).
+    Results(queue::ResultsArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,8 +59,10 @@ fn main() -> ExitCode {
     // otherwise also fan out onto rayon's pool and fight the workers (measured: 134 → 185
     // images/s on 2 cores). Set before any thread exists; the user's own setting wins.
     // Training is the opposite: one batch at a time, so its matrix products use every core.
-    if matches!(cli.command, Command::Scan(_) | Command::Serve(_))
-        && std::env::var_os("RAYON_NUM_THREADS").is_none()
+    if matches!(
+        cli.command,
+        Command::Scan(_) | Command::Serve(_) | Command::Worker(_)
+    ) && std::env::var_os("RAYON_NUM_THREADS").is_none()
     {
         std::env::set_var("RAYON_NUM_THREADS", "1");
     }
@@ -64,6 +74,9 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(args),
         Command::Serve(args) => serve::run(*args),
         Command::Report(args) => report::run(*args),
+        Command::Queue(args) => queue::run(args),
+        Command::Worker(args) => worker::run(*args),
+        Command::Results(args) => queue::results(args),
     };
     match result {
         Ok(code) => code,

@@ -16,7 +16,9 @@ use facade_network::signals::{CoActionParams, Signal};
 use facade_network::simulate::{recovery, GroundTruth};
 use facade_network::text::LinkMatch;
 use facade_network::{export, ingest};
-use facade_store::{Account as StoredAccount, NewNetwork, NewScan, Store, THUMBNAIL_SIDE};
+use facade_store::{
+    Account as StoredAccount, Location, NewNetwork, NewScan, Store, THUMBNAIL_SIDE,
+};
 use rayon::prelude::*;
 
 use crate::model_args::{ModelArgs, ProvenanceArgs};
@@ -86,10 +88,10 @@ pub struct NetworksArgs {
     /// QUT toolkit's directed form (large: coincidences included).
     #[arg(long)]
     signal_edges: bool,
-    /// Also keep the networks, their accounts and the scanned pictures in this store, for
-    /// `facade serve`'s review page (see `facade serve --db`).
-    #[arg(long, value_name = "PATH")]
-    db: Option<PathBuf>,
+    /// Also keep the networks, their accounts and the scanned pictures in this store (a
+    /// SQLite file, or a postgres:// URL), for `facade serve`'s review page.
+    #[arg(long, value_name = "PATH|URL")]
+    db: Option<Location>,
     /// A simulator's truth.json: print how well the planted networks were recovered.
     #[arg(long, value_name = "JSON")]
     truth: Option<PathBuf>,
@@ -216,7 +218,7 @@ pub fn run(args: NetworksArgs) -> anyhow::Result<ExitCode> {
     if let Some(db) = &args.db {
         let run = args.out.display().to_string();
         let stored = store_run(db, &run, &written, &data, &pictures, judge.as_ref())?;
-        eprintln!("facade: kept {stored} networks in {}", db.display());
+        eprintln!("facade: kept {stored} networks in {db}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -353,7 +355,7 @@ fn scan_profile_images(
 /// Keeps this run in the store: the scanned pictures, every network written to
 /// `networks.json` and the accounts that are in a network or have a picture.
 fn store_run(
-    db: &Path,
+    db: &Location,
     run: &str,
     written: &[serde_json::Value],
     data: &Dataset,

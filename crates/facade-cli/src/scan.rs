@@ -36,6 +36,20 @@ pub struct ScanArgs {
     /// Worker threads [default: all cores].
     #[arg(long, short = 'j')]
     threads: Option<usize>,
+    /// Never show a progress bar.
+    #[arg(long)]
+    no_progress: bool,
+    /// Only find faces and landmarks: skip the AI-face detectors (no score, no verdict).
+    #[arg(long)]
+    faces_only: bool,
+    #[command(flatten)]
+    judge: JudgeArgs,
+}
+
+/// How images are judged: the options `facade scan` and `facade worker` share, so that a
+/// queued image gets the record a scan would give it.
+#[derive(clap::Args)]
+pub struct JudgeArgs {
     /// Smallest face to look for, as a fraction of the image's shorter side (never below 20 px).
     #[arg(long, default_value_t = 0.15, value_parser = parse_fraction)]
     min_face: f32,
@@ -46,16 +60,35 @@ pub struct ScanArgs {
     /// Largest accepted image, in megapixels (larger ones are reported, not decoded).
     #[arg(long, default_value_t = 64.0)]
     max_megapixels: f64,
-    /// Never show a progress bar.
-    #[arg(long)]
-    no_progress: bool,
-    /// Only find faces and landmarks: skip the AI-face detectors (no score, no verdict).
-    #[arg(long)]
-    faces_only: bool,
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
     provenance: ProvenanceArgs,
+}
+
+impl JudgeArgs {
+    /// The judge (without the AI-face detectors when `faces_only`).
+    pub fn judge(&self, faces_only: bool) -> anyhow::Result<Judge> {
+        let config = DetectorConfig {
+            min_face: MinFace::Fraction(self.min_face),
+            ..DetectorConfig::default()
+        }
+        .with_max_faces(self.max_faces);
+        let detectors = match faces_only {
+            true => None,
+            false => Some((self.model.load()?, self.model.fpr)),
+        };
+        Ok(Judge::new(config, detectors)
+            .context("loading the face model")?
+            .with_provenance(self.provenance.reader()?))
+    }
+
+    pub fn limits(&self) -> DecodeLimits {
+        DecodeLimits {
+            max_pixels: (self.max_megapixels * 1e6) as u64,
+            ..DecodeLimits::default()
+        }
+    }
 }
 
 fn parse_max_faces(s: &str) -> Result<usize, String> {
@@ -92,22 +125,8 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    let config = DetectorConfig {
-        min_face: MinFace::Fraction(args.min_face),
-        ..DetectorConfig::default()
-    }
-    .with_max_faces(args.max_faces);
-    let detectors = match args.faces_only {
-        true => None,
-        false => Some((args.model.load()?, args.model.fpr)),
-    };
-    let judge = Judge::new(config, detectors)
-        .context("loading the face model")?
-        .with_provenance(args.provenance.reader()?);
-    let limits = DecodeLimits {
-        max_pixels: (args.max_megapixels * 1e6) as u64,
-        ..DecodeLimits::default()
-    };
+    let judge = args.judge.judge(args.faces_only)?;
+    let limits = args.judge.limits();
     let stdout_is_terminal = args.output.is_none() && std::io::stdout().is_terminal();
     let format = args.format.unwrap_or(if stdout_is_terminal {
         Format::Table

@@ -1,7 +1,6 @@
 //! `facade serve`: the HTTP API and the review page.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -9,7 +8,7 @@ use anyhow::Context;
 use facade_detect::Judge;
 use facade_face::DetectorConfig;
 use facade_server::ServiceConfig;
-use facade_store::Store;
+use facade_store::{Location, Store};
 
 use crate::model_args::{ModelArgs, ProvenanceArgs};
 
@@ -18,9 +17,11 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
-    /// The store [default: $XDG_DATA_HOME/facade/facade.db or ~/.local/share/facade/facade.db].
-    #[arg(long, value_name = "PATH")]
-    db: Option<PathBuf>,
+    /// The store: a SQLite file, or a postgres:// URL that several servers (and the queue's
+    /// workers) share [default: $XDG_DATA_HOME/facade/facade.db or
+    /// ~/.local/share/facade/facade.db].
+    #[arg(long, value_name = "PATH|URL")]
+    db: Option<Location>,
     /// Bearer token every /v1 call must carry [default: $FACADE_API_TOKEN; none: open API].
     #[arg(long, env = "FACADE_API_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -46,7 +47,7 @@ pub struct ServeArgs {
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let db = args.db.unwrap_or_else(facade_store::default_path);
+    let db = args.db.unwrap_or_else(Location::default_file);
     let store = Store::open(&db)?;
     let judge = Judge::new(
         DetectorConfig::default(),
@@ -81,10 +82,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("listening on {}", args.addr))?;
         let local = listener.local_addr().context("reading the bound address")?;
         // The first line says where to go; tests read the port from it when given port 0.
-        eprintln!(
-            "facade: serving on http://{local}/ (store {}; {open})",
-            db.display()
-        );
+        eprintln!("facade: serving on http://{local}/ (store {db}; {open})");
         facade_server::serve_on(listener, router)
             .await
             .context("serving")

@@ -1,6 +1,6 @@
 //! # facade-store: what facade has seen and what analysts decided, kept safely
 //!
-//! One SQLite file (WAL journal, `synchronous = FULL`) holds four things:
+//! The store holds four things:
 //! - **scans** by the SHA-256 of the image bytes (`facade_image::sha256_hex`) and the judge
 //!   that made them (model and operating point), with a small JPEG thumbnail, so that a rescan
 //!   of the same bytes is a lookup;
@@ -10,16 +10,21 @@
 //! - **reviews**: an analyst's confirm/dismiss decision on an account, a network or an image,
 //!   with who, when and why. Reviews are only ever added, never rewritten.
 //!
-//! Every write is one transaction that is on disk when the call returns: a process killed at
-//! any moment loses no write whose call had returned (tested by killing a writer with SIGKILL).
-//! The schema is versioned by `PRAGMA user_version`; [`Store::open`] applies the missing
-//! migrations in order and refuses a file written by a newer facade.
+//! and, on PostgreSQL, the **scan queue** ([`queue`]) that several machines' workers share.
+//!
+//! Two backends behind one [`Store`], chosen by [`Location`]: a SQLite file (the default,
+//! embedded; WAL journal, `synchronous = FULL`) or a PostgreSQL server (`postgres://…`), which
+//! several processes on several machines can share. Both have the same tables and the same
+//! numbered migrations ([`Store::open`] applies the missing ones in order and refuses a store
+//! written by a newer facade). Every write is one transaction that is durable when the call
+//! returns: a process killed at any moment loses no write whose call had returned (tested by
+//! killing a writer with SIGKILL).
 //!
 //! The crate knows nothing about images or detectors: records and networks arrive as JSON.
 //!
 //! ```
 //! let dir = tempfile::tempdir().unwrap();
-//! let store = facade_store::Store::open(&dir.path().join("facade.db")).unwrap();
+//! let mut store = facade_store::Store::open_file(&dir.path().join("facade.db")).unwrap();
 //! let review = store
 //!     .add_review(&facade_store::NewReview {
 //!         subject: "account:42".parse().unwrap(),
@@ -31,61 +36,123 @@
 //! assert_eq!(store.reviews(None).unwrap(), vec![review]);
 //! ```
 
-mod migrations;
+mod location;
+mod postgres_migrations;
+mod postgres_store;
+pub mod queue;
+mod sqlite;
+mod sqlite_migrations;
 mod subject;
+pub mod testing;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use location::Location;
 pub use subject::{Subject, SubjectError};
+
+use postgres_store::PostgresStore;
+use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("opening the store {path}: {source}")]
+    #[error("opening the store {location}: {source}")]
     Open {
-        path: PathBuf,
-        source: rusqlite::Error,
+        location: String,
+        source: Box<StoreError>,
     },
     #[error(
-        "the store {path} has schema version {found}, newer than this facade's {known}: upgrade facade"
+        "the store {location} has schema version {found}, newer than this facade's {known}: upgrade facade"
     )]
     TooNew {
-        path: PathBuf,
+        location: String,
         found: u32,
         known: u32,
     },
     #[error("store: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("store: {}", postgres_message(.0))]
+    Postgres(#[from] postgres::Error),
     #[error("store: a stored record is not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error(
+        "{what} needs a PostgreSQL store (--db postgres://user@host/database), not {location}"
+    )]
+    NeedsPostgres { what: String, location: String },
+}
+
+impl StoreError {
+    /// Whether trying again later may succeed: the server is unreachable, restarting, shutting
+    /// down, out of connections, or chose this transaction as a deadlock or serialization
+    /// victim. Long-running workers wait these out; anything else is a real failure.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Open { source, .. } => source.is_transient(),
+            StoreError::Postgres(error) => match error.as_db_error() {
+                // No answer from the server at all: connection refused, reset, closed or
+                // timed out (as opposed to a bad URL or a value of the wrong type).
+                None => {
+                    let io = std::error::Error::source(error)
+                        .is_some_and(|cause| cause.is::<std::io::Error>());
+                    let message = error.to_string();
+                    io || error.is_closed()
+                        || message.starts_with("error connecting")
+                        || message.starts_with("timeout")
+                }
+                Some(db) => {
+                    let code = db.code().code();
+                    // 08: connection exception; 57: operator intervention (shutdown,
+                    // starting up); 53: insufficient resources (too many connections);
+                    // 40001 / 40P01: serialization failure / deadlock.
+                    ["08", "57", "53"]
+                        .iter()
+                        .any(|class| code.starts_with(class))
+                        || code == "40001"
+                        || code == "40P01"
+                }
+            },
+            _ => false,
+        }
+    }
+}
+
+/// A PostgreSQL error with the server's own message and detail, which `Display` of
+/// `postgres::Error` leaves out ("db error").
+fn postgres_message(error: &postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("PostgreSQL: {} ({detail})", db.message()),
+            None => format!("PostgreSQL: {}", db.message()),
+        },
+        None => format!("PostgreSQL: {error}"),
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// The embedded store. One connection; wrap it in a mutex to share it between threads.
+/// The store, on either backend. One connection; wrap it in a mutex to share it between
+/// threads (the service does).
 pub struct Store {
-    conn: Connection,
+    backend: Backend,
 }
 
-/// Where the store lives unless told otherwise: `$XDG_DATA_HOME/facade/facade.db`, else
-/// `~/.local/share/facade/facade.db`, else `facade.db` in the working directory.
-pub fn default_path() -> PathBuf {
-    let data_home = std::env::var_os("XDG_DATA_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|v| !v.is_empty())
-                .map(|home| PathBuf::from(home).join(".local/share"))
-        });
-    match data_home {
-        Some(dir) => dir.join("facade").join("facade.db"),
-        None => PathBuf::from("facade.db"),
-    }
+enum Backend {
+    Sqlite(SqliteStore),
+    // Boxed: a PostgreSQL client is three times a SQLite connection.
+    Postgres(Box<PostgresStore>),
+}
+
+/// Calls the same method on whichever backend the store is.
+macro_rules! dispatch {
+    ($self:ident.$method:ident($($arg:expr),*)) => {
+        match &mut $self.backend {
+            Backend::Sqlite(store) => store.$method($($arg),*),
+            Backend::Postgres(store) => store.$method($($arg),*),
+        }
+    };
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -202,96 +269,44 @@ pub struct Review {
 }
 
 impl Store {
-    /// Opens (creating it and its folder if needed) the store at `path` and brings its schema
-    /// up to date.
-    pub fn open(path: &Path) -> Result<Store> {
-        let open_error = |source| StoreError::Open {
-            path: path.to_owned(),
-            source,
+    /// Opens the store at `location` (creating a SQLite file and its folder if needed) and
+    /// brings its schema up to date.
+    pub fn open(location: &Location) -> Result<Store> {
+        let backend = match location {
+            Location::Sqlite(path) => Backend::Sqlite(SqliteStore::open(path)?),
+            Location::Postgres(url) => Backend::Postgres(Box::new(PostgresStore::open(url)?)),
         };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            // A missing folder shows up as SQLite's "unable to open", which says less.
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let conn = Connection::open(path).map_err(open_error)?;
-        conn.busy_timeout(Duration::from_secs(10))
-            .map_err(open_error)?;
-        // WAL: readers never block the writer; FULL: a commit is on disk when it returns.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_error)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(open_error)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(open_error)?;
-        let mut store = Store { conn };
-        migrations::apply(&mut store.conn, path)?;
-        Ok(store)
+        Ok(Store { backend })
     }
 
-    pub fn schema_version(&self) -> Result<u32> {
-        Ok(self
-            .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))?)
+    /// [`Store::open`] for a SQLite file.
+    pub fn open_file(path: &Path) -> Result<Store> {
+        Store::open(&Location::Sqlite(path.to_owned()))
     }
 
-    /// SQLite's own consistency check: `"ok"` when the file is sound.
-    pub fn integrity_check(&self) -> Result<String> {
-        Ok(self
-            .conn
-            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+    /// The number of migrations applied.
+    pub fn schema_version(&mut self) -> Result<u32> {
+        dispatch!(self.schema_version())
     }
 
-    pub fn cached_scan(&self, sha256: &str, judge: &str) -> Result<Option<StoredScan>> {
-        let row = self
-            .conn
-            .query_row(
-                "SELECT record, scanned_at FROM scans WHERE sha256 = ?1 AND judge = ?2",
-                params![sha256, judge],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
-            )
-            .optional()?;
-        match row {
-            Some((record, scanned_at)) => Ok(Some(StoredScan {
-                sha256: sha256.to_owned(),
-                record: serde_json::from_str(&record)?,
-                scanned_at,
-            })),
-            None => Ok(None),
-        }
+    /// The database's own consistency check (SQLite's `integrity_check`; PostgreSQL checks
+    /// its pages itself and answers `"ok"` when it answers at all).
+    pub fn integrity_check(&mut self) -> Result<String> {
+        dispatch!(self.integrity_check())
+    }
+
+    pub fn cached_scan(&mut self, sha256: &str, judge: &str) -> Result<Option<StoredScan>> {
+        dispatch!(self.cached_scan(sha256, judge))
     }
 
     /// Keeps a scan (replacing an older one of the same bytes by the same judge).
-    pub fn put_scan(&self, scan: &NewScan) -> Result<()> {
-        let mut record = scan.record.clone();
-        if let Some(fields) = record.as_object_mut() {
-            fields.remove("path");
-        }
-        self.conn.execute(
-            "INSERT OR REPLACE INTO scans (sha256, judge, record, score, verdict, thumbnail, scanned_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                scan.sha256,
-                scan.judge,
-                record.to_string(),
-                record["score"].as_f64(),
-                record["verdict"].as_str(),
-                scan.thumbnail,
-                now_s()
-            ],
-        )?;
-        Ok(())
+    pub fn put_scan(&mut self, scan: &NewScan) -> Result<()> {
+        dispatch!(self.put_scan(scan))
     }
 
     /// The thumbnail (JPEG) of the image with this hash, from whichever judge kept one.
-    pub fn thumbnail(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT thumbnail FROM scans WHERE sha256 = ?1 AND thumbnail IS NOT NULL LIMIT 1",
-                [sha256],
-                |r| r.get(0),
-            )
-            .optional()?)
+    pub fn thumbnail(&mut self, sha256: &str) -> Result<Option<Vec<u8>>> {
+        dispatch!(self.thumbnail(sha256))
     }
 
     /// Keeps one run of `facade networks`: its networks and accounts, in one transaction.
@@ -302,185 +317,67 @@ impl Store {
         networks: &[NewNetwork],
         accounts: &[Account],
     ) -> Result<Vec<String>> {
-        let at = now_s();
-        let tx = self.conn.transaction()?;
-        let mut ids = Vec::with_capacity(networks.len());
-        let mut label_to_id = std::collections::HashMap::new();
-        for network in networks {
-            let id = network_id(network.members);
-            tx.execute(
-                "INSERT OR REPLACE INTO networks (id, label, run, score, flagged, members, record, stored_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    id,
-                    network.label,
-                    run,
-                    network.score,
-                    network.flagged,
-                    network.members.len() as i64,
-                    network.record.to_string(),
-                    at
-                ],
-            )?;
-            label_to_id.insert(network.label.to_owned(), id.clone());
-            ids.push(id);
-        }
-        for account in accounts {
-            // Accounts name their network by its label in this run; stored by id.
-            let network = account
-                .network
-                .as_ref()
-                .map(|label| label_to_id.get(label).cloned().unwrap_or(label.clone()));
-            tx.execute(
-                "INSERT OR REPLACE INTO accounts (id, handle, network, image_sha256, ai_score, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    account.id,
-                    account.handle,
-                    network,
-                    account.image_sha256,
-                    account.ai_score,
-                    at
-                ],
-            )?;
-        }
-        tx.commit()?;
-        Ok(ids)
+        dispatch!(self.put_run(run, networks, accounts))
     }
 
     /// Networks by score, highest first; only flagged ones unless `all`.
-    pub fn networks(&self, all: bool) -> Result<Vec<NetworkSummary>> {
-        let mut statement = self.conn.prepare(
-            "SELECT id, label, run, score, flagged, members, stored_at FROM networks
-             WHERE flagged OR ?1 ORDER BY score DESC, members DESC, id",
-        )?;
-        let rows = statement.query_map([all], network_summary)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    pub fn networks(&mut self, all: bool) -> Result<Vec<NetworkSummary>> {
+        dispatch!(self.networks(all))
     }
 
-    pub fn network(&self, id: &str) -> Result<Option<StoredNetwork>> {
-        let row = self
-            .conn
-            .query_row(
-                "SELECT id, label, run, score, flagged, members, stored_at, record FROM networks WHERE id = ?1",
-                [id],
-                |r| Ok((network_summary(r)?, r.get::<_, String>(7)?)),
-            )
-            .optional()?;
-        match row {
-            Some((summary, record)) => Ok(Some(StoredNetwork {
-                summary,
-                record: serde_json::from_str(&record)?,
-            })),
-            None => Ok(None),
-        }
+    pub fn network(&mut self, id: &str) -> Result<Option<StoredNetwork>> {
+        dispatch!(self.network(id))
     }
 
     /// Accounts, the most AI-looking first; only those in a flagged network or with an
     /// AI-made picture (score at least `min_ai_score`) unless `all`.
-    pub fn accounts(&self, all: bool, min_ai_score: f64) -> Result<Vec<Account>> {
-        let mut statement = self.conn.prepare(
-            "SELECT id, handle, network, image_sha256, ai_score FROM accounts
-             WHERE ?1 OR ai_score >= ?2 OR network IN (SELECT id FROM networks WHERE flagged)
-             ORDER BY ai_score DESC NULLS LAST, id",
-        )?;
-        let rows = statement.query_map(params![all, min_ai_score], account_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    pub fn accounts(&mut self, all: bool, min_ai_score: f64) -> Result<Vec<Account>> {
+        dispatch!(self.accounts(all, min_ai_score))
     }
 
     /// The accounts of one stored network.
-    pub fn accounts_of_network(&self, id: &str) -> Result<Vec<Account>> {
-        let mut statement = self.conn.prepare(
-            "SELECT id, handle, network, image_sha256, ai_score FROM accounts
-             WHERE network = ?1 ORDER BY ai_score DESC NULLS LAST, id",
-        )?;
-        let rows = statement.query_map([id], account_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    pub fn accounts_of_network(&mut self, id: &str) -> Result<Vec<Account>> {
+        dispatch!(self.accounts_of_network(id))
     }
 
-    /// Records a decision; it is on disk when this returns.
-    pub fn add_review(&self, review: &NewReview) -> Result<Review> {
-        let created_at = now_s();
-        self.conn.execute(
-            "INSERT INTO reviews (subject, decision, note, reviewer, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                review.subject.to_string(),
-                review.decision.as_str(),
-                review.note,
-                review.reviewer,
-                created_at
-            ],
-        )?;
-        Ok(Review {
-            id: self.conn.last_insert_rowid(),
-            subject: review.subject.clone(),
-            decision: review.decision,
-            note: review.note.clone(),
-            reviewer: review.reviewer.clone(),
-            created_at,
-        })
+    /// Records a decision; it is durable when this returns.
+    pub fn add_review(&mut self, review: &NewReview) -> Result<Review> {
+        dispatch!(self.add_review(review))
     }
 
     /// Every review in the order made, or those of one subject.
-    pub fn reviews(&self, subject: Option<&Subject>) -> Result<Vec<Review>> {
-        let mut statement = self.conn.prepare(
-            "SELECT id, subject, decision, note, reviewer, created_at FROM reviews
-             WHERE ?1 IS NULL OR subject = ?1 ORDER BY id",
-        )?;
-        let subject = subject.map(Subject::to_string);
-        let rows = statement.query_map([subject], |r| {
-            let subject: String = r.get(1)?;
-            let decision: String = r.get(2)?;
-            Ok((
-                r.get::<_, i64>(0)?,
-                subject,
-                decision,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, i64>(5)?,
-            ))
-        })?;
-        let mut reviews = Vec::new();
-        for row in rows {
-            let (id, subject, decision, note, reviewer, created_at) = row?;
-            // The CHECK constraints admit only valid values; a row that still fails to parse
-            // was written by something else and is skipped rather than failing the listing.
-            let (Ok(subject), Some(decision)) = (subject.parse(), Decision::parse(&decision))
-            else {
-                continue;
-            };
-            reviews.push(Review {
-                id,
-                subject,
-                decision,
-                note,
-                reviewer,
-                created_at,
-            });
-        }
-        Ok(reviews)
+    pub fn reviews(&mut self, subject: Option<&Subject>) -> Result<Vec<Review>> {
+        dispatch!(self.reviews(subject))
     }
 }
 
-fn account_row(r: &rusqlite::Row) -> rusqlite::Result<Account> {
-    Ok(Account {
-        id: r.get(0)?,
-        handle: r.get(1)?,
-        network: r.get(2)?,
-        image_sha256: r.get(3)?,
-        ai_score: r.get(4)?,
-    })
+/// The record as kept: without its `path` (the same bytes may have many names).
+fn record_without_path(record: &serde_json::Value) -> serde_json::Value {
+    let mut record = record.clone();
+    if let Some(fields) = record.as_object_mut() {
+        fields.remove("path");
+    }
+    record
 }
 
-fn network_summary(r: &rusqlite::Row) -> rusqlite::Result<NetworkSummary> {
-    Ok(NetworkSummary {
-        id: r.get(0)?,
-        label: r.get(1)?,
-        run: r.get(2)?,
-        score: r.get(3)?,
-        flagged: r.get(4)?,
-        members: r.get(5)?,
-        stored_at: r.get(6)?,
+/// A review from its stored columns. The CHECK constraints admit only valid values; a row
+/// that still fails to parse was written by something else and is skipped (`None`) rather
+/// than failing the listing.
+fn review_from_columns(
+    id: i64,
+    subject: &str,
+    decision: &str,
+    note: String,
+    reviewer: String,
+    created_at: i64,
+) -> Option<Review> {
+    Some(Review {
+        id,
+        subject: subject.parse().ok()?,
+        decision: Decision::parse(decision)?,
+        note,
+        reviewer,
+        created_at,
     })
 }
 

@@ -1,10 +1,87 @@
 use super::*;
+
+mod postgres_tests;
 use facade_image::sha256_hex;
 
 fn temp_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("nested/facade.db")).unwrap();
+    let store = Store::open_file(&dir.path().join("nested/facade.db")).unwrap();
     (dir, store)
+}
+
+/// The behaviour every backend must have: each case gets a fresh, empty store from `open`
+/// (and may call it again to reopen the same one).
+type Case = fn(&dyn Fn() -> Store);
+
+const CASES: &[(&str, Case)] = &[
+    (
+        "reopening_keeps_data_and_applies_nothing_twice",
+        reopening_keeps_data,
+    ),
+    (
+        "scans_are_found_by_hash_and_judge",
+        scans_are_found_by_hash_and_judge,
+    ),
+    (
+        "the_same_members_are_the_same_network_across_runs",
+        same_members_same_network,
+    ),
+    (
+        "unflagged_networks_and_plain_accounts_are_listed_only_when_asked",
+        unflagged_listed_when_asked,
+    ),
+    (
+        "reviews_are_kept_in_order_and_by_subject",
+        reviews_in_order_and_by_subject,
+    ),
+];
+
+/// Runs one case on a new SQLite file.
+fn on_sqlite(case: Case) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/facade.db");
+    case(&|| Store::open_file(&path).unwrap());
+}
+
+#[test]
+fn the_store_suite_passes_on_sqlite() {
+    for (name, case) in CASES {
+        eprintln!("sqlite: {name}");
+        on_sqlite(*case);
+    }
+}
+
+/// The same cases on a real PostgreSQL server (a private cluster this test starts), each on
+/// its own new database.
+#[test]
+fn the_store_suite_passes_on_postgresql() {
+    let cluster = match testing::TestCluster::start() {
+        Ok(cluster) => cluster,
+        Err(why) => {
+            return facade_image::fixtures::skip_unless_ci(
+                "the PostgreSQL store tests",
+                &why.to_string(),
+                testing::HOW_TO_INSTALL,
+            )
+        }
+    };
+    for (name, case) in CASES {
+        eprintln!("postgresql: {name}");
+        let url = cluster.new_database();
+        case(&|| Store::open(&Location::Postgres(url.clone())).unwrap());
+    }
+    for (name, case) in postgres_tests::CASES {
+        eprintln!("postgresql: {name}");
+        case(&cluster);
+    }
+}
+
+/// The SQLite connection under a store (for checks of SQLite's own settings).
+fn sqlite_conn(store: &Store) -> &rusqlite::Connection {
+    match &store.backend {
+        Backend::Sqlite(sqlite) => &sqlite.conn,
+        Backend::Postgres(_) => panic!("a SQLite store was expected"),
+    }
 }
 
 fn review(subject: &str, decision: Decision) -> NewReview {
@@ -18,41 +95,39 @@ fn review(subject: &str, decision: Decision) -> NewReview {
 
 #[test]
 fn a_new_store_is_at_the_latest_version_in_wal_mode() {
-    let (_dir, store) = temp_store();
-    assert_eq!(store.schema_version().unwrap(), migrations::LATEST);
-    let mode: String = store
-        .conn
+    let (_dir, mut store) = temp_store();
+    assert_eq!(store.schema_version().unwrap(), sqlite_migrations::LATEST);
+    let mode: String = sqlite_conn(&store)
         .pragma_query_value(None, "journal_mode", |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
-    let sync: i64 = store
-        .conn
+    let sync: i64 = sqlite_conn(&store)
         .pragma_query_value(None, "synchronous", |r| r.get(0))
         .unwrap();
     assert_eq!(sync, 2, "synchronous = FULL");
 }
 
-#[test]
-fn reopening_keeps_data_and_applies_nothing_twice() {
-    let (dir, store) = temp_store();
+fn reopening_keeps_data(open: &dyn Fn() -> Store) {
+    let mut store = open();
+    assert_eq!(store.schema_version().unwrap(), sqlite_migrations::LATEST);
     store
         .add_review(&review("account:1", Decision::Confirm))
         .unwrap();
     drop(store);
-    let store = Store::open(&dir.path().join("nested/facade.db")).unwrap();
+    let mut store = open();
     assert_eq!(store.reviews(None).unwrap().len(), 1);
-    assert_eq!(store.schema_version().unwrap(), migrations::LATEST);
+    assert_eq!(store.schema_version().unwrap(), sqlite_migrations::LATEST);
+    assert_eq!(store.integrity_check().unwrap(), "ok");
 }
 
 #[test]
 fn a_store_from_a_newer_facade_is_refused() {
     let (dir, store) = temp_store();
-    store
-        .conn
-        .pragma_update(None, "user_version", migrations::LATEST + 1)
+    sqlite_conn(&store)
+        .pragma_update(None, "user_version", sqlite_migrations::LATEST + 1)
         .unwrap();
     drop(store);
-    let error = Store::open(&dir.path().join("nested/facade.db"))
+    let error = Store::open_file(&dir.path().join("nested/facade.db"))
         .err()
         .expect("refused");
     assert!(matches!(error, StoreError::TooNew { .. }), "{error}");
@@ -68,13 +143,12 @@ fn a_file_that_is_not_a_database_is_a_clear_error() {
         b"this is not sqlite, just some text that fills the header",
     )
     .unwrap();
-    let error = Store::open(&path).err().expect("refused");
+    let error = Store::open_file(&path).err().expect("refused");
     assert!(error.to_string().contains("junk.db"), "{error}");
 }
 
-#[test]
-fn scans_are_found_by_hash_and_judge() {
-    let (_dir, store) = temp_store();
+fn scans_are_found_by_hash_and_judge(open: &dyn Fn() -> Store) {
+    let mut store = open();
     let sha = sha256_hex(b"image bytes");
     assert_eq!(sha.len(), 64);
     let record = serde_json::json!({"status": "ok", "score": 0.9});
@@ -99,9 +173,8 @@ fn scans_are_found_by_hash_and_judge() {
     );
 }
 
-#[test]
-fn the_same_members_are_the_same_network_across_runs() {
-    let (_dir, mut store) = temp_store();
+fn same_members_same_network(open: &dyn Fn() -> Store) {
+    let mut store = open();
     let members = vec!["b".to_owned(), "a".to_owned(), "c".to_owned()];
     let record = serde_json::json!({"id": "N1"});
     let network = NewNetwork {
@@ -142,9 +215,8 @@ fn the_same_members_are_the_same_network_across_runs() {
     assert_eq!(accounts[0].network.as_deref(), Some(first[0].as_str()));
 }
 
-#[test]
-fn unflagged_networks_and_plain_accounts_are_listed_only_when_asked() {
-    let (_dir, mut store) = temp_store();
+fn unflagged_listed_when_asked(open: &dyn Fn() -> Store) {
+    let mut store = open();
     let members = vec!["x".to_owned(), "y".to_owned()];
     let record = serde_json::json!({});
     let network = NewNetwork {
@@ -168,9 +240,8 @@ fn unflagged_networks_and_plain_accounts_are_listed_only_when_asked() {
     assert_eq!(store.accounts(true, 0.5).unwrap().len(), 1);
 }
 
-#[test]
-fn reviews_are_kept_in_order_and_by_subject() {
-    let (_dir, store) = temp_store();
+fn reviews_in_order_and_by_subject(open: &dyn Fn() -> Store) {
+    let mut store = open();
     let first = store
         .add_review(&review("network:n1", Decision::Confirm))
         .unwrap();
@@ -187,6 +258,17 @@ fn reviews_are_kept_in_order_and_by_subject() {
     let of_network = store.reviews(Some(&"network:n1".parse().unwrap())).unwrap();
     assert_eq!(of_network.len(), 2);
     assert_eq!(of_network[1].decision, Decision::Dismiss);
+}
+
+#[test]
+fn the_queue_refuses_a_sqlite_store() {
+    let error = queue::Queue::open(&Location::parse("facade.db"))
+        .err()
+        .expect("refused");
+    assert!(
+        error.to_string().contains("needs a PostgreSQL store"),
+        "{error}"
+    );
 }
 
 #[test]

@@ -3,22 +3,25 @@
 //! The writer is this test binary run again as a child (selected by an environment variable):
 //! it writes reviews and scans as fast as it can and prints `acked <n>` after each call
 //! returns. The parent kills it with SIGKILL after a varying number of acknowledgements, reads
-//! whatever acknowledgements made it out before the kill, then reopens the store.
+//! whatever acknowledgements made it out before the kill, then reopens the store. On
+//! PostgreSQL the server itself is also stopped without a checkpoint (`immediate`, as in a
+//! crash) and started again after each round.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use facade_image::sha256_hex;
-use facade_store::{Decision, NewReview, NewScan, Store};
+use facade_store::testing::TestCluster;
+use facade_store::{Decision, Location, NewReview, NewScan, Store};
 
 const CHILD_ENV: &str = "FACADE_STORE_CRASH_CHILD_DB";
 
 #[test]
 fn crash_child_writer() {
-    let Some(path) = std::env::var_os(CHILD_ENV) else {
-        return; // Only does something when run by the crash test below.
+    let Ok(location) = std::env::var(CHILD_ENV) else {
+        return; // Only does something when run by the crash tests below.
     };
-    let store = Store::open(std::path::Path::new(&path)).unwrap();
+    let mut store = Store::open(&Location::parse(&location)).unwrap();
     let record = serde_json::json!({"status": "ok", "faces": []});
     for n in 0u64.. {
         if n % 2 == 0 {
@@ -49,6 +52,27 @@ fn crash_child_writer() {
 fn no_acknowledged_write_is_lost_to_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("crash.db");
+    kill_writers(&db.to_string_lossy(), || {});
+}
+
+#[test]
+fn no_acknowledged_write_is_lost_to_kill_9_on_postgresql() {
+    let cluster = match TestCluster::start() {
+        Ok(cluster) => cluster,
+        Err(why) => {
+            return facade_image::fixtures::skip_unless_ci(
+                "the PostgreSQL crash test",
+                &why.to_string(),
+                facade_store::testing::HOW_TO_INSTALL,
+            )
+        }
+    };
+    kill_writers(&cluster.new_database(), || cluster.restart());
+}
+
+/// Rounds of writing and killing on the store at `location`; `crash_server` runs after each
+/// kill, before the check.
+fn kill_writers(location: &str, crash_server: impl Fn()) {
     let mut acked_total = 0u64;
     // Each round kills the writer at a different point of its stream, on the same file, so
     // later rounds also recover from the previous round's crash.
@@ -60,7 +84,7 @@ fn no_acknowledged_write_is_lost_to_kill_9() {
                 "--nocapture",
                 "--test-threads=1",
             ])
-            .env(CHILD_ENV, &db)
+            .env(CHILD_ENV, location)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -86,8 +110,9 @@ fn no_acknowledged_write_is_lost_to_kill_9() {
         let status = child.wait().unwrap();
         assert!(!status.success(), "round {round}: the writer was killed");
         assert!(acked.len() as u64 >= kill_after);
+        crash_server();
 
-        let store = Store::open(&db).unwrap();
+        let mut store = Store::open(&Location::parse(location)).unwrap();
         assert_eq!(store.integrity_check().unwrap(), "ok");
         let notes: std::collections::HashSet<String> = store
             .reviews(None)

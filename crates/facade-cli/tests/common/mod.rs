@@ -23,7 +23,8 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn start(db: &Path, extra: &[&str]) -> Server {
+    /// `facade serve` on the store `db` (a SQLite file or a postgres:// URL).
+    pub fn start(db: &(impl AsRef<std::ffi::OsStr> + ?Sized), extra: &[&str]) -> Server {
         let mut child = Command::new(BIN)
             .args(["serve", "--addr", "127.0.0.1:0", "--db"])
             .arg(db)
@@ -108,7 +109,7 @@ pub fn scan_line(path: &Path) -> Value {
 
 /// Simulates an export and keeps its `facade networks` run in the store at `db` (six
 /// planted networks of 30, 25, 20, 15, 18 and 10 accounts).
-pub fn store_simulated_run(dir: &Path, db: &Path) {
+pub fn store_simulated_run(dir: &Path, db: &(impl AsRef<std::ffi::OsStr> + ?Sized)) {
     let sim = dir.join("sim");
     run_ok(
         facade()

@@ -1,4 +1,5 @@
-//! The schema, as an ordered list of migrations. `PRAGMA user_version` is the number applied;
+//! The SQLite schema, as an ordered list of migrations (the same tables, in the same order, as
+//! `postgres_migrations`). `PRAGMA user_version` is the number applied;
 //! a migration is never edited once released, only followed by a new one.
 
 use std::path::Path;
@@ -47,6 +48,23 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL
     );
     CREATE INDEX reviews_by_subject ON reviews (subject);",
+    // 2: the scan queue (used on PostgreSQL; kept here so both backends have one schema).
+    "CREATE TABLE jobs (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        path        TEXT NOT NULL UNIQUE,
+        sha256      TEXT NOT NULL,
+        state       TEXT NOT NULL CHECK (state IN ('pending', 'leased', 'done', 'failed')),
+        lease_token INTEGER,
+        leased_by   TEXT,
+        lease_until INTEGER,
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        record      TEXT,
+        error       TEXT,
+        queued_at   INTEGER NOT NULL,
+        finished_at INTEGER
+    );
+    CREATE INDEX jobs_unfinished ON jobs (id) WHERE state IN ('pending', 'leased');
+    CREATE INDEX jobs_by_finish ON jobs (finished_at) WHERE finished_at IS NOT NULL;",
 ];
 
 /// The schema version this facade writes.
@@ -58,7 +76,7 @@ pub fn apply(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let found: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if found > LATEST {
         return Err(StoreError::TooNew {
-            path: path.to_owned(),
+            location: path.display().to_string(),
             found,
             known: LATEST,
         });

@@ -1,0 +1,335 @@
+//! `facade worker`: takes jobs from the shared queue, judges them as `facade scan` does, and
+//! writes each record in the transaction that completes its job.
+//!
+//! One loop: claim a few jobs per thread under a lease, look their bytes up in the store, judge
+//! the rest on `-j` threads, complete them all in one transaction. The database being down
+//! (a restart, a failover) is waited out and the same step tried again; a completion tried
+//! twice changes nothing the second time (its lease token is gone). SIGTERM or SIGINT lets
+//! the batch in hand finish and be completed, then the worker exits 0.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use facade_detect::judge::read_limited;
+use facade_detect::Judge;
+use facade_image::{sha256_hex, DecodeLimits};
+use facade_store::queue::{Completion, Job};
+use facade_store::{NewScan, StoreError, THUMBNAIL_SIDE};
+
+use crate::output::{Record, Status};
+use crate::queue::QueueDb;
+use crate::scan::JudgeArgs;
+
+#[derive(clap::Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    db: QueueDb,
+    /// Scanning threads [default: all cores].
+    #[arg(long, short = 'j')]
+    threads: Option<usize>,
+    /// How long a claimed job stays this worker's: if the worker dies, its jobs go back to the
+    /// queue when their lease runs out (e.g. 90s, 5m, 1h).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    lease: Duration,
+    /// Exit once no job is pending or leased (waiting out the leases of workers that died),
+    /// instead of waiting for more.
+    #[arg(long)]
+    until_empty: bool,
+    /// Jobs claimed per thread at a time (fewer round trips to the database; more work
+    /// redone if the worker dies).
+    #[arg(long, default_value_t = 4)]
+    batch: usize,
+    /// How long the database may stay unreachable before the worker gives up.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    retry_for: Duration,
+    /// Judge every image, even bytes the store has a record of (for benchmarks).
+    #[arg(long)]
+    no_reuse: bool,
+    #[command(flatten)]
+    judge: JudgeArgs,
+}
+
+/// `90s`, `5m`, `1h`, `250ms`, or plain seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.');
+    let (number, unit) = text.split_at(split.unwrap_or(text.len()));
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("expected a duration like 90s, 5m or 1h, got {text:?}"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {text:?}: use ms, s, m or h"
+            ))
+        }
+    };
+    if !(seconds > 0.0 && seconds < 1e7) {
+        return Err(format!("expected a positive duration, got {text:?}"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// How long an idle worker waits before asking for jobs again.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+
+/// What a worker did, for its closing line.
+#[derive(Default)]
+struct Tally {
+    done: u64,
+    failed: u64,
+    reused: u64,
+    lost_leases: u64,
+}
+
+pub fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone()).context("handling signals")?;
+    }
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let judge = args.judge.judge(false)?;
+    let limits = args.judge.limits();
+    let mut queue = args.db.open()?;
+    let name = worker_name();
+    eprintln!(
+        "facade: worker {name} on {} ({threads} threads, lease {:?})",
+        args.db, args.lease
+    );
+    let mut tally = Tally::default();
+    let retry = Retry::new(args.retry_for);
+    while !stop.load(Ordering::Relaxed) {
+        let limit = threads * args.batch.max(1);
+        let jobs = retry.run(&stop, || queue.claim(&name, limit, args.lease))?;
+        let Some(jobs) = jobs else { break };
+        if jobs.is_empty() {
+            if args.until_empty {
+                match retry.run(&stop, || queue.unfinished())? {
+                    Some(0) | None => break,
+                    Some(_) => {}
+                }
+            }
+            sleep_unless_stopped(IDLE_POLL, &stop);
+            continue;
+        }
+        let cached = match args.no_reuse {
+            true => HashMap::new(),
+            false => {
+                let hashes: Vec<&str> = jobs.iter().map(|j| j.sha256.as_str()).collect();
+                let found = retry.run(&stop, || queue.cached_scans(&hashes, judge.fingerprint()));
+                found?.unwrap_or_default()
+            }
+        };
+        let outcomes = judge_jobs(&jobs, &judge, &limits, &cached, threads);
+        let completions: Vec<Completion> = jobs
+            .iter()
+            .zip(&outcomes)
+            .map(|(job, outcome)| outcome.completion(job, judge.fingerprint()))
+            .collect();
+        // Completed even after a stop signal: the batch is judged, and lost work is waste.
+        let kept = retry.run(&AtomicBool::new(false), || queue.complete(&completions))?;
+        let kept = kept.unwrap_or(0);
+        tally.lost_leases += (jobs.len() - kept) as u64;
+        for outcome in &outcomes {
+            match outcome.record.status {
+                Status::Error => tally.failed += 1,
+                _ => tally.done += 1,
+            }
+            tally.reused += u64::from(outcome.reused);
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "facade: worker {name} stopped: {} images judged ({} errors, {} from the store), {} completions dropped (lease lost) in {seconds:.1} s ({:.1} images/s)",
+        tally.done + tally.failed,
+        tally.failed,
+        tally.reused,
+        tally.lost_leases,
+        (tally.done + tally.failed) as f64 / seconds.max(1e-9)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Host and process: who holds a lease, as `facade queue status` counts workers.
+fn worker_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{host}:{}", std::process::id())
+}
+
+fn sleep_unless_stopped(duration: Duration, stop: &AtomicBool) {
+    let until = Instant::now() + duration;
+    while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50).min(until - Instant::now()));
+    }
+}
+
+/// One job judged: its record (with the path as queued) and, when the judge made it now,
+/// the scan to keep in the store.
+struct Outcome {
+    record: Record,
+    record_json: serde_json::Value,
+    /// The bytes' SHA-256 and thumbnail, for the store (none: an error, or a record reused).
+    keep: Option<(String, Vec<u8>)>,
+    reused: bool,
+}
+
+impl Outcome {
+    fn completion<'a>(&'a self, job: &'a Job, judge: &'a str) -> Completion<'a> {
+        Completion {
+            job,
+            record: &self.record_json,
+            failed: self.record.status == Status::Error,
+            scan: self.keep.as_ref().map(|(sha256, thumbnail)| NewScan {
+                sha256,
+                judge,
+                record: &self.record_json,
+                thumbnail: Some(thumbnail),
+            }),
+        }
+    }
+}
+
+/// Judges the jobs on `threads` threads, in the jobs' order.
+fn judge_jobs(
+    jobs: &[Job],
+    judge: &Judge,
+    limits: &DecodeLimits,
+    cached: &HashMap<String, serde_json::Value>,
+    threads: usize,
+) -> Vec<Outcome> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut outcomes: Vec<(usize, Outcome)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.min(jobs.len()))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(job) = jobs.get(index) else {
+                            return mine;
+                        };
+                        mine.push((index, judge_job(job, judge, limits, cached)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_default())
+            .collect()
+    });
+    outcomes.sort_by_key(|(index, _)| *index);
+    outcomes.into_iter().map(|(_, outcome)| outcome).collect()
+}
+
+/// The record `facade scan` would write for the job's file as it is now (its content may
+/// have changed since it was queued: what is judged is what is read).
+fn judge_job(
+    job: &Job,
+    judge: &Judge,
+    limits: &DecodeLimits,
+    cached: &HashMap<String, serde_json::Value>,
+) -> Outcome {
+    let bytes = match read_limited(std::path::Path::new(&job.path), limits.max_file_bytes) {
+        Ok(bytes) => bytes,
+        Err(error) => return Outcome::of(Record::failed(job.path.clone(), error), None, false),
+    };
+    let sha256 = sha256_hex(&bytes);
+    if let Some(stored) = cached.get(&sha256) {
+        if let Ok(mut record) = serde_json::from_value::<Record>(stored.clone()) {
+            record.path = job.path.clone();
+            record.sha256 = Some(sha256);
+            return Outcome::of(record, None, true);
+        }
+    }
+    match judge.scan_hashed(&job.path, &bytes, sha256.clone(), limits) {
+        Ok(scanned) => {
+            let thumbnail = scanned.thumbnail(THUMBNAIL_SIDE);
+            Outcome::of(scanned.record, Some((sha256, thumbnail)), false)
+        }
+        Err(failed) => Outcome::of(*failed, None, false),
+    }
+}
+
+impl Outcome {
+    fn of(record: Record, keep: Option<(String, Vec<u8>)>, reused: bool) -> Outcome {
+        // A record always serialises; `Null` would only hide a bug, and is stored as such.
+        let record_json = serde_json::to_value(&record).unwrap_or(serde_json::Value::Null);
+        Outcome {
+            record,
+            record_json,
+            keep,
+            reused,
+        }
+    }
+}
+
+/// Waits out a database that is restarting or unreachable: a transient error is retried
+/// with growing pauses until `patience` has passed without one success.
+struct Retry {
+    patience: Duration,
+}
+
+impl Retry {
+    fn new(patience: Duration) -> Retry {
+        Retry { patience }
+    }
+
+    /// `step`'s value, or `None` if `stop` was raised while waiting.
+    fn run<T>(
+        &self,
+        stop: &AtomicBool,
+        mut step: impl FnMut() -> Result<T, StoreError>,
+    ) -> anyhow::Result<Option<T>> {
+        let first_failure = Instant::now();
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match step() {
+                Ok(value) => return Ok(Some(value)),
+                Err(error) if error.is_transient() && first_failure.elapsed() < self.patience => {
+                    eprintln!("facade: the database is unavailable ({error}); trying again");
+                    sleep_unless_stopped(pause, stop);
+                    if stop.load(Ordering::Relaxed) {
+                        return Ok(None);
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}
