@@ -44,6 +44,10 @@ impl QueueDb {
     pub fn open(&self) -> anyhow::Result<Queue> {
         Ok(Queue::open(&self.db)?)
     }
+
+    pub fn location(&self) -> &Location {
+        &self.db
+    }
 }
 
 impl std::fmt::Display for QueueDb {

@@ -17,7 +17,7 @@ use anyhow::Context;
 use facade_detect::judge::read_limited;
 use facade_detect::Judge;
 use facade_image::{sha256_hex, DecodeLimits};
-use facade_store::queue::{Completion, Job};
+use facade_store::queue::{Completion, Job, Queue};
 use facade_store::{NewScan, StoreError, THUMBNAIL_SIDE};
 
 use crate::output::{Record, Status};
@@ -102,14 +102,17 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         .max(1);
     let judge = args.judge.judge(false)?;
     let limits = args.judge.limits();
-    let mut queue = args.db.open()?;
+    let retry = Retry::new(args.retry_for);
+    // A worker started while the database is down (a fleet coming up before it) waits too.
+    let Some(mut queue) = retry.run(&stop, || Queue::open(args.db.location()))? else {
+        return Ok(ExitCode::SUCCESS);
+    };
     let name = worker_name();
     eprintln!(
         "facade: worker {name} on {} ({threads} threads, lease {:?})",
         args.db, args.lease
     );
     let mut tally = Tally::default();
-    let retry = Retry::new(args.retry_for);
     while !stop.load(Ordering::Relaxed) {
         let limit = threads * args.batch.max(1);
         let jobs = retry.run(&stop, || queue.claim(&name, limit, args.lease))?;
@@ -151,13 +154,16 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let seconds = started.elapsed().as_secs_f64();
+    let judged = tally.done + tally.failed;
     eprintln!(
-        "facade: worker {name} stopped: {} images judged ({} errors, {} from the store), {} completions dropped (lease lost) in {seconds:.1} s ({:.1} images/s)",
-        tally.done + tally.failed,
+        "facade: worker {name} stopped: {judged} images judged ({} errors, {} from the store), {} completions dropped (lease lost) in {seconds:.1} s ({:.1} images/s); database: {} calls, {:.2} s ({:.1}% of the run)",
         tally.failed,
         tally.reused,
         tally.lost_leases,
-        (tally.done + tally.failed) as f64 / seconds.max(1e-9)
+        judged as f64 / seconds.max(1e-9),
+        retry.calls.get(),
+        retry.time.get().as_secs_f64(),
+        100.0 * retry.time.get().as_secs_f64() / seconds.max(1e-9),
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -282,14 +288,29 @@ impl Outcome {
 }
 
 /// Waits out a database that is restarting or unreachable: a transient error is retried
-/// with growing pauses until `patience` has passed without one success.
+/// with growing pauses until `patience` has passed without one success. Also counts the
+/// calls and the time spent in them, for the closing line (the database's share of a run).
 struct Retry {
     patience: Duration,
+    calls: std::cell::Cell<u64>,
+    time: std::cell::Cell<Duration>,
 }
 
 impl Retry {
     fn new(patience: Duration) -> Retry {
-        Retry { patience }
+        Retry {
+            patience,
+            calls: Default::default(),
+            time: Default::default(),
+        }
+    }
+
+    fn timed<T>(&self, step: impl FnOnce() -> T) -> T {
+        let started = Instant::now();
+        let value = step();
+        self.calls.set(self.calls.get() + 1);
+        self.time.set(self.time.get() + started.elapsed());
+        value
     }
 
     /// `step`'s value, or `None` if `stop` was raised while waiting.
@@ -301,7 +322,7 @@ impl Retry {
         let first_failure = Instant::now();
         let mut pause = Duration::from_millis(100);
         loop {
-            match step() {
+            match self.timed(&mut step) {
                 Ok(value) => return Ok(Some(value)),
                 Err(error) if error.is_transient() && first_failure.elapsed() < self.patience => {
                     eprintln!("facade: the database is unavailable ({error}); trying again");

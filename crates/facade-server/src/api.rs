@@ -35,7 +35,7 @@ pub(crate) async fn not_found() -> ApiError {
     ApiError::not_found("no such route; see /openapi.json")
 }
 
-/// Runs a store call on a blocking thread (SQLite waits for the disk).
+/// Runs a store call on a blocking thread (the store waits for the disk or the database server).
 async fn with_store<T: Send + 'static>(
     state: &Arc<AppState>,
     call: impl FnOnce(&mut Store) -> Result<T, ApiError> + Send + 'static,

@@ -2,7 +2,8 @@
 //!
 //! A thin shell over the library crates: [`facade_detect::Judge`] scans uploaded images exactly
 //! as `facade scan` does, [`facade_store::Store`] keeps scans (so the same bytes are judged
-//! once), networks and the analysts' decisions.
+//! once), networks and the analysts' decisions: in a SQLite file, or in a PostgreSQL database
+//! that several server processes share (each sees the others' reviews and scans).
 //!
 //! What a caller can rely on:
 //! - with a token configured, every `/v1` route needs `Authorization: Bearer <token>` (401);
@@ -88,7 +89,7 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
-    /// The store, even if a thread panicked while holding it (SQLite's own state stays
+    /// The store, even if a thread panicked while holding it (the database's own state stays
     /// sound: a transaction that did not commit is rolled back).
     pub(crate) fn lock_store(&self) -> std::sync::MutexGuard<'_, Store> {
         self.store
