@@ -1,11 +1,14 @@
 //! `facade worker`: takes jobs from the shared queue, judges them as `facade scan` does, and
 //! writes each record in the transaction that completes its job.
 //!
-//! One loop: claim a few jobs per thread under a lease, look their bytes up in the store, judge
-//! the rest on `-j` threads, complete them all in one transaction. The database being down
-//! (a restart, a failover) is waited out and the same step tried again; a completion tried
-//! twice changes nothing the second time (its lease token is gone). SIGTERM or SIGINT lets
-//! the batch in hand finish and be completed, then the worker exits 0.
+//! `-j` threads judge; the main thread talks to the database: it claims jobs under a lease
+//! (topping up when half of what it holds is judged), looks their bytes up in the store, and
+//! completes jobs as their outcomes arrive (all that are ready in one transaction, with their
+//! scans), so that judging waits neither for a batch's slowest image nor for the database. The
+//! database being down (a restart, a failover) is waited out and the same step tried again; a
+//! completion tried twice changes nothing the second time (its lease token is gone). SIGTERM
+//! or SIGINT stops the claiming; the jobs in hand are judged and completed, then the worker
+//! exits 0.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -14,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use crossbeam_channel::{Receiver, Sender};
 use facade_detect::judge::read_limited;
 use facade_detect::Judge;
 use facade_image::{sha256_hex, DecodeLimits};
@@ -39,8 +43,8 @@ pub struct WorkerArgs {
     /// instead of waiting for more.
     #[arg(long)]
     until_empty: bool,
-    /// Jobs claimed per thread at a time (fewer round trips to the database; more work
-    /// redone if the worker dies).
+    /// Jobs held per thread (claimed ahead so that no thread waits; more means fewer claims
+    /// and more work redone by others if this worker dies).
     #[arg(long, default_value_t = 4)]
     batch: usize,
     /// How long the database may stay unreachable before the worker gives up.
@@ -112,47 +116,42 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         "facade: worker {name} on {} ({threads} threads, lease {:?})",
         args.db, args.lease
     );
-    let mut tally = Tally::default();
-    while !stop.load(Ordering::Relaxed) {
-        let limit = threads * args.batch.max(1);
-        let jobs = retry.run(&stop, || queue.claim(&name, limit, args.lease))?;
-        let Some(jobs) = jobs else { break };
-        if jobs.is_empty() {
-            if args.until_empty {
-                match retry.run(&stop, || queue.unfinished())? {
-                    Some(0) | None => break,
-                    Some(_) => {}
+    let settings = Settings {
+        name: &name,
+        lease: args.lease,
+        until_empty: args.until_empty,
+        reuse: !args.no_reuse,
+        // Jobs held at once: enough that a thread never waits for the next claim.
+        capacity: threads * args.batch.max(1),
+    };
+    let tally = std::thread::scope(|scope| -> anyhow::Result<Tally> {
+        let (job_tx, job_rx) = crossbeam_channel::unbounded::<(Job, Option<serde_json::Value>)>();
+        let (outcome_tx, outcome_rx) = crossbeam_channel::unbounded::<(Job, Outcome)>();
+        for _ in 0..threads {
+            let (jobs, outcomes) = (job_rx.clone(), outcome_tx.clone());
+            let (judge, limits) = (&judge, &limits);
+            scope.spawn(move || {
+                for (job, stored) in jobs {
+                    let outcome = judge_job(&job, judge, limits, stored);
+                    if outcomes.send((job, outcome)).is_err() {
+                        return;
+                    }
                 }
-            }
-            sleep_unless_stopped(IDLE_POLL, &stop);
-            continue;
+            });
         }
-        let cached = match args.no_reuse {
-            true => HashMap::new(),
-            false => {
-                let hashes: Vec<&str> = jobs.iter().map(|j| j.sha256.as_str()).collect();
-                let found = retry.run(&stop, || queue.cached_scans(&hashes, judge.fingerprint()));
-                found?.unwrap_or_default()
-            }
-        };
-        let outcomes = judge_jobs(&jobs, &judge, &limits, &cached, threads);
-        let completions: Vec<Completion> = jobs
-            .iter()
-            .zip(&outcomes)
-            .map(|(job, outcome)| outcome.completion(job, judge.fingerprint()))
-            .collect();
-        // Completed even after a stop signal: the batch is judged, and lost work is waste.
-        let kept = retry.run(&AtomicBool::new(false), || queue.complete(&completions))?;
-        let kept = kept.unwrap_or(0);
-        tally.lost_leases += (jobs.len() - kept) as u64;
-        for outcome in &outcomes {
-            match outcome.record.status {
-                Status::Error => tally.failed += 1,
-                _ => tally.done += 1,
-            }
-            tally.reused += u64::from(outcome.reused);
-        }
-    }
+        drop(outcome_tx);
+        let tally = feed_and_complete(
+            &mut queue,
+            &judge,
+            &settings,
+            &retry,
+            &stop,
+            &job_tx,
+            &outcome_rx,
+        );
+        drop(job_tx); // the threads end when the jobs channel closes
+        tally
+    })?;
     let seconds = started.elapsed().as_secs_f64();
     let judged = tally.done + tally.failed;
     eprintln!(
@@ -212,37 +211,86 @@ impl Outcome {
     }
 }
 
-/// Judges the jobs on `threads` threads, in the jobs' order.
-fn judge_jobs(
-    jobs: &[Job],
+/// What the worker loop needs besides the queue and the judge.
+struct Settings<'a> {
+    name: &'a str,
+    lease: Duration,
+    until_empty: bool,
+    reuse: bool,
+    capacity: usize,
+}
+
+/// The worker's loop, on the thread that talks to the database: keeps the judging threads
+/// supplied with claimed jobs (topping up when half are done), and completes jobs as their
+/// outcomes arrive, all that are ready in one transaction, so that judging never waits for a
+/// batch's slowest image or for the database.
+fn feed_and_complete(
+    queue: &mut Queue,
     judge: &Judge,
-    limits: &DecodeLimits,
-    cached: &HashMap<String, serde_json::Value>,
-    threads: usize,
-) -> Vec<Outcome> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut outcomes: Vec<(usize, Outcome)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads.min(jobs.len()))
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut mine = Vec::new();
-                    loop {
-                        let index = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(job) = jobs.get(index) else {
-                            return mine;
-                        };
-                        mine.push((index, judge_job(job, judge, limits, cached)));
-                    }
-                })
-            })
+    settings: &Settings,
+    retry: &Retry,
+    stop: &AtomicBool,
+    jobs: &Sender<(Job, Option<serde_json::Value>)>,
+    outcomes: &Receiver<(Job, Outcome)>,
+) -> anyhow::Result<Tally> {
+    let mut tally = Tally::default();
+    let mut in_flight = 0usize;
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        if !stopping && in_flight <= settings.capacity / 2 {
+            let wanted = settings.capacity - in_flight;
+            let claimed = retry.run(stop, || queue.claim(settings.name, wanted, settings.lease))?;
+            let claimed = claimed.unwrap_or_default();
+            if claimed.is_empty() && in_flight == 0 {
+                if settings.until_empty && retry.run(stop, || queue.unfinished())? == Some(0) {
+                    break;
+                }
+                sleep_unless_stopped(IDLE_POLL, stop);
+                continue;
+            }
+            in_flight += claimed.len();
+            let mut stored = match settings.reuse && !claimed.is_empty() {
+                true => {
+                    let hashes: Vec<&str> = claimed.iter().map(|j| j.sha256.as_str()).collect();
+                    let found =
+                        retry.run(stop, || queue.cached_scans(&hashes, judge.fingerprint()));
+                    found?.unwrap_or_default()
+                }
+                false => HashMap::new(),
+            };
+            for job in claimed {
+                let record = stored.remove(&job.sha256);
+                // The threads outlive this loop, so the channel is open.
+                let _ = jobs.send((job, record));
+            }
+        }
+        if in_flight == 0 {
+            if stopping {
+                break;
+            }
+            continue;
+        }
+        // One outcome, and whatever else is ready by then.
+        let Ok(first) = outcomes.recv() else { break };
+        let ready: Vec<(Job, Outcome)> =
+            std::iter::once(first).chain(outcomes.try_iter()).collect();
+        in_flight -= ready.len();
+        let completions: Vec<Completion> = ready
+            .iter()
+            .map(|(job, outcome)| outcome.completion(job, judge.fingerprint()))
             .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap_or_default())
-            .collect()
-    });
-    outcomes.sort_by_key(|(index, _)| *index);
-    outcomes.into_iter().map(|(_, outcome)| outcome).collect()
+        // Completed even after a stop signal: the work is done, and lost work is waste.
+        let kept = retry.run(&AtomicBool::new(false), || queue.complete(&completions))?;
+        tally.lost_leases += (ready.len() - kept.unwrap_or(0)) as u64;
+        for (_, outcome) in &ready {
+            match outcome.record.status {
+                Status::Error => tally.failed += 1,
+                _ => tally.done += 1,
+            }
+            tally.reused += u64::from(outcome.reused);
+        }
+    }
+    Ok(tally)
 }
 
 /// The record `facade scan` would write for the job's file as it is now (its content may
@@ -251,15 +299,16 @@ fn judge_job(
     job: &Job,
     judge: &Judge,
     limits: &DecodeLimits,
-    cached: &HashMap<String, serde_json::Value>,
+    stored: Option<serde_json::Value>,
 ) -> Outcome {
     let bytes = match read_limited(std::path::Path::new(&job.path), limits.max_file_bytes) {
         Ok(bytes) => bytes,
         Err(error) => return Outcome::of(Record::failed(job.path.clone(), error), None, false),
     };
     let sha256 = sha256_hex(&bytes);
-    if let Some(stored) = cached.get(&sha256) {
-        if let Ok(mut record) = serde_json::from_value::<Record>(stored.clone()) {
+    // The store's record is for the bytes queued; reused only if the file still has them.
+    if let Some(stored) = stored.filter(|_| sha256 == job.sha256) {
+        if let Ok(mut record) = serde_json::from_value::<Record>(stored) {
             record.path = job.path.clone();
             record.sha256 = Some(sha256);
             return Outcome::of(record, None, true);
