@@ -330,6 +330,29 @@ fn results_cover_unreadable_paths_and_unfinished_jobs_and_write_csv() {
         .unwrap();
     let line = String::from_utf8_lossy(&human.stdout);
     assert!(line.contains("3 done, 2 failed"), "{line}");
+
+    // The same bytes under other names: records from the store, with their own paths.
+    let copies = dir.path().join("copies");
+    std::fs::create_dir(&copies).unwrap();
+    for i in 0..3 {
+        let name = format!("p{i:03}.jpg");
+        std::fs::copy(folder.join(&name), copies.join(&name)).unwrap();
+    }
+    queue_add(&db, &[&copies]);
+    let log = finished(spawn_worker(&db, &["--until-empty"]));
+    assert!(
+        log.contains("3 images judged (0 errors, 3 from the store)"),
+        "{log}"
+    );
+    let records = results(&db);
+    assert_eq!(records.len(), 8);
+    for i in 0..3 {
+        let name = format!("p{i:03}.jpg");
+        let original = &records[folder.join(&name).to_str().unwrap()];
+        let copy = &records[copies.join(&name).to_str().unwrap()];
+        assert_eq!(copy["score"], original["score"]);
+        assert_eq!(copy["sha256"], original["sha256"]);
+    }
 }
 
 #[test]
