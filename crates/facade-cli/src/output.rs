@@ -53,6 +53,32 @@ const CSV_HEADER: &[&str] = &[
     "provenance_ai",
 ];
 
+/// Where `--output` sends records: the file, or stdout.
+pub type Sink = std::io::BufWriter<Box<dyn Write>>;
+
+impl RecordWriter<Sink> {
+    /// A writer to `output` (stdout when none) in `format`, by default a table on a terminal
+    /// and JSON Lines anywhere else.
+    pub fn to(format: Option<Format>, output: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        use std::io::IsTerminal;
+        let to_terminal = output.is_none() && std::io::stdout().is_terminal();
+        let format = format.unwrap_or(if to_terminal {
+            Format::Table
+        } else {
+            Format::Jsonl
+        });
+        let sink: Box<dyn Write> = match output {
+            Some(path) => Box::new(
+                std::fs::File::create(path)
+                    .with_context(|| format!("creating {}", path.display()))?,
+            ),
+            None => Box::new(std::io::stdout().lock()),
+        };
+        Ok(RecordWriter::new(format, std::io::BufWriter::new(sink)))
+    }
+}
+
 impl<W: Write> RecordWriter<W> {
     pub fn new(format: Format, out: W) -> Self {
         RecordWriter {

@@ -1,8 +1,6 @@
 //! `facade queue add`, `facade queue status` and `facade results`: the shared scan queue on
 //! PostgreSQL, filled here and emptied by `facade worker`s on any number of machines.
 
-use std::fs::File;
-use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -199,19 +197,7 @@ const UNFINISHED: u8 = 3;
 /// Paths not finished yet get no record; their number is said and the exit status is 3.
 pub fn results(args: ResultsArgs) -> anyhow::Result<ExitCode> {
     let mut queue = args.db.open()?;
-    let to_terminal = args.output.is_none() && std::io::stdout().is_terminal();
-    let format = args.format.unwrap_or(if to_terminal {
-        Format::Table
-    } else {
-        Format::Jsonl
-    });
-    let sink: Box<dyn Write> = match &args.output {
-        Some(path) => {
-            Box::new(File::create(path).with_context(|| format!("creating {}", path.display()))?)
-        }
-        None => Box::new(std::io::stdout().lock()),
-    };
-    let mut writer = RecordWriter::new(format, BufWriter::new(sink));
+    let mut writer = RecordWriter::to(args.format, args.output.as_deref())?;
     let (mut written, mut unfinished) = (0u64, 0u64);
     let mut write_error = None;
     queue.results(|job| {

@@ -5,8 +5,7 @@
 //! images per worker), not by the number of images.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufWriter, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -127,19 +126,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         .max(1);
     let judge = args.judge.judge(args.faces_only)?;
     let limits = args.judge.limits();
-    let stdout_is_terminal = args.output.is_none() && std::io::stdout().is_terminal();
-    let format = args.format.unwrap_or(if stdout_is_terminal {
-        Format::Table
-    } else {
-        Format::Jsonl
-    });
-    let sink: Box<dyn Write> = match &args.output {
-        Some(path) => {
-            Box::new(File::create(path).with_context(|| format!("creating {}", path.display()))?)
-        }
-        None => Box::new(std::io::stdout().lock()),
-    };
-    let mut writer = RecordWriter::new(format, BufWriter::new(sink));
+    let mut writer = RecordWriter::to(args.format, args.output.as_deref())?;
     let progress = progress_bar(!args.no_progress && std::io::stderr().is_terminal());
 
     let (input_tx, input_rx) = bounded::<Input>(4 * threads);

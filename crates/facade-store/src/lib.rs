@@ -351,6 +351,44 @@ impl Store {
     }
 }
 
+/// The stored id of each network of a run, in order, and by its label in the run (accounts
+/// name their network by label).
+fn run_network_ids(
+    networks: &[NewNetwork],
+) -> (Vec<String>, std::collections::HashMap<String, String>) {
+    let ids: Vec<String> = networks.iter().map(|n| network_id(n.members)).collect();
+    let by_label = networks
+        .iter()
+        .zip(&ids)
+        .map(|(n, id)| (n.label.to_owned(), id.clone()))
+        .collect();
+    (ids, by_label)
+}
+
+/// The stored id of the network an account names by label (the label itself when the run has
+/// no network of that label).
+fn account_network(
+    account: &Account,
+    by_label: &std::collections::HashMap<String, String>,
+) -> Option<String> {
+    let label = account.network.as_ref()?;
+    Some(by_label.get(label).cloned().unwrap_or(label.clone()))
+}
+
+impl NewReview {
+    /// The review as stored under `id` at `created_at`.
+    fn recorded(&self, id: i64, created_at: i64) -> Review {
+        Review {
+            id,
+            subject: self.subject.clone(),
+            decision: self.decision,
+            note: self.note.clone(),
+            reviewer: self.reviewer.clone(),
+            created_at,
+        }
+    }
+}
+
 /// The record as kept: without its `path` (the same bytes may have many names).
 fn record_without_path(record: &serde_json::Value) -> serde_json::Value {
     let mut record = record.clone();

@@ -2,16 +2,15 @@
 //! once. One connection per store, opened again when the server has closed it (a restart), so
 //! that a long-running service or worker carries on after the database comes back.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use postgres::{Client, NoTls};
 
 use crate::location::redacted;
 use crate::{
-    network_id, now_s, postgres_migrations, record_without_path, review_from_columns, Account,
-    NetworkSummary, NewNetwork, NewReview, NewScan, Result, Review, StoreError, StoredNetwork,
-    StoredScan, Subject,
+    account_network, now_s, postgres_migrations, record_without_path, review_from_columns,
+    run_network_ids, Account, NetworkSummary, NewNetwork, NewReview, NewScan, Result, Review,
+    StoreError, StoredNetwork, StoredScan, Subject,
 };
 
 /// How long a connection attempt may take before it is an error.
@@ -35,27 +34,46 @@ pub(crate) fn connect(url: &str) -> Result<Client> {
     })
 }
 
-pub(crate) struct PostgresStore {
+/// A connection to one database whose schema is up to date, opened again when the server has
+/// closed it (a restart), so that a long-running service or worker carries on after the
+/// database comes back.
+pub(crate) struct Connection {
     url: String,
     client: Client,
 }
 
-impl PostgresStore {
-    pub(crate) fn open(url: &str) -> Result<PostgresStore> {
+impl Connection {
+    pub(crate) fn open(url: &str) -> Result<Connection> {
         let mut client = connect(url)?;
         postgres_migrations::apply(&mut client, &redacted(url))?;
-        Ok(PostgresStore {
+        Ok(Connection {
             url: url.to_owned(),
             client,
         })
     }
 
-    /// The connection, opened again if the server closed it.
-    fn client(&mut self) -> Result<&mut Client> {
+    /// The client, connected again if the server closed the connection.
+    pub(crate) fn client(&mut self) -> Result<&mut Client> {
         if self.client.is_closed() {
             self.client = connect(&self.url)?;
         }
         Ok(&mut self.client)
+    }
+}
+
+pub(crate) struct PostgresStore {
+    connection: Connection,
+}
+
+impl PostgresStore {
+    pub(crate) fn open(url: &str) -> Result<PostgresStore> {
+        Ok(PostgresStore {
+            connection: Connection::open(url)?,
+        })
+    }
+
+    fn client(&mut self) -> Result<&mut Client> {
+        self.connection.client()
     }
 
     pub(crate) fn schema_version(&mut self) -> Result<u32> {
@@ -102,10 +120,8 @@ impl PostgresStore {
     ) -> Result<Vec<String>> {
         let at = now_s();
         let mut tx = self.client()?.transaction()?;
-        let mut ids = Vec::with_capacity(networks.len());
-        let mut label_to_id = HashMap::new();
-        for network in networks {
-            let id = network_id(network.members);
+        let (ids, by_label) = run_network_ids(networks);
+        for (network, id) in networks.iter().zip(&ids) {
             tx.execute(
                 "INSERT INTO networks (id, label, run, score, flagged, members, record, stored_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -124,15 +140,9 @@ impl PostgresStore {
                     &at,
                 ],
             )?;
-            label_to_id.insert(network.label.to_owned(), id.clone());
-            ids.push(id);
         }
         for account in accounts {
-            // Accounts name their network by its label in this run; stored by id.
-            let network = account
-                .network
-                .as_ref()
-                .map(|label| label_to_id.get(label).cloned().unwrap_or(label.clone()));
+            let network = account_network(account, &by_label);
             tx.execute(
                 "INSERT INTO accounts (id, handle, network, image_sha256, ai_score, updated_at)
                  VALUES ($1, $2, $3, $4, $5, $6)
@@ -209,14 +219,7 @@ impl PostgresStore {
                 &created_at,
             ],
         )?;
-        Ok(Review {
-            id: row.get(0),
-            subject: review.subject.clone(),
-            decision: review.decision,
-            note: review.note.clone(),
-            reviewer: review.reviewer.clone(),
-            created_at,
-        })
+        Ok(review.recorded(row.get(0), created_at))
     }
 
     pub(crate) fn reviews(&mut self, subject: Option<&Subject>) -> Result<Vec<Review>> {

@@ -17,9 +17,8 @@ use std::time::Duration;
 
 use postgres::Client;
 
-use crate::location::redacted;
-use crate::postgres_store::{connect, put_scan};
-use crate::{postgres_migrations, Location, NewScan, Result, StoreError};
+use crate::postgres_store::{put_scan, Connection};
+use crate::{Location, NewScan, Result, StoreError};
 
 /// The database's clock in milliseconds since the epoch: leases mean the same on every
 /// machine whatever their own clocks say.
@@ -31,11 +30,10 @@ pub const MAX_ATTEMPTS: i32 = 3;
 /// Jobs added per transaction by [`Queue::add`].
 const ADD_BATCH: usize = 1000;
 
-/// The queue on one PostgreSQL database. Holds one connection, opened again when the server
-/// has closed it (a restart).
+/// The queue on one PostgreSQL database: one connection, opened again when the server has
+/// closed it (a restart).
 pub struct Queue {
-    url: String,
-    client: Client,
+    connection: Connection,
 }
 
 /// A job a worker holds: scan `path`, then [`Queue::complete`] it.
@@ -131,20 +129,13 @@ impl Queue {
                 })
             }
         };
-        let mut client = connect(url)?;
-        postgres_migrations::apply(&mut client, &redacted(url))?;
         Ok(Queue {
-            url: url.clone(),
-            client,
+            connection: Connection::open(url)?,
         })
     }
 
-    /// The connection, opened again if the server closed it.
     fn client(&mut self) -> Result<&mut Client> {
-        if self.client.is_closed() {
-            self.client = connect(&self.url)?;
-        }
-        Ok(&mut self.client)
+        self.connection.client()
     }
 
     /// Queues `(path, sha256)` pairs. A path queued before with the same content is left

@@ -6,9 +6,9 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{
-    network_id, now_s, record_without_path, review_from_columns, sqlite_migrations, Account,
-    NetworkSummary, NewNetwork, NewReview, NewScan, Result, Review, StoreError, StoredNetwork,
-    StoredScan, Subject,
+    account_network, now_s, record_without_path, review_from_columns, run_network_ids,
+    sqlite_migrations, Account, NetworkSummary, NewNetwork, NewReview, NewScan, Result, Review,
+    StoreError, StoredNetwork, StoredScan, Subject,
 };
 
 pub(crate) struct SqliteStore {
@@ -115,10 +115,8 @@ impl SqliteStore {
     ) -> Result<Vec<String>> {
         let at = now_s();
         let tx = self.conn.transaction()?;
-        let mut ids = Vec::with_capacity(networks.len());
-        let mut label_to_id = std::collections::HashMap::new();
-        for network in networks {
-            let id = network_id(network.members);
+        let (ids, by_label) = run_network_ids(networks);
+        for (network, id) in networks.iter().zip(&ids) {
             tx.execute(
                 "INSERT OR REPLACE INTO networks (id, label, run, score, flagged, members, record, stored_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -133,15 +131,9 @@ impl SqliteStore {
                     at
                 ],
             )?;
-            label_to_id.insert(network.label.to_owned(), id.clone());
-            ids.push(id);
         }
         for account in accounts {
-            // Accounts name their network by its label in this run; stored by id.
-            let network = account
-                .network
-                .as_ref()
-                .map(|label| label_to_id.get(label).cloned().unwrap_or(label.clone()));
+            let network = account_network(account, &by_label);
             tx.execute(
                 "INSERT OR REPLACE INTO accounts (id, handle, network, image_sha256, ai_score, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -222,14 +214,7 @@ impl SqliteStore {
                 created_at
             ],
         )?;
-        Ok(Review {
-            id: self.conn.last_insert_rowid(),
-            subject: review.subject.clone(),
-            decision: review.decision,
-            note: review.note.clone(),
-            reviewer: review.reviewer.clone(),
-            created_at,
-        })
+        Ok(review.recorded(self.conn.last_insert_rowid(), created_at))
     }
 
     /// Every review in the order made, or those of one subject.
