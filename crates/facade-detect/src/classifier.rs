@@ -86,7 +86,7 @@ impl FaceClassifier {
                 .relu()?
                 .reshape((c_out, n, height, width))?;
             if i < 3 {
-                h = h.apply_op1(MaxPool2x2::default())?;
+                h = h.apply_op1(MaxPool2x2)?;
             }
         }
         let pooled = h.mean(D::Minus1)?.mean(D::Minus1)?.t()?;
@@ -300,16 +300,32 @@ fn window_maxima(maps: &[f32], planes: usize, h: usize, w: usize) -> Vec<usize> 
     at
 }
 
+/// The maximum of each 2×2 window (stride 2), plane by plane: the same values as
+/// [`window_maxima`] picks, found without keeping where they were (the scan's forward pass
+/// needs only the values, and this runs over rows the compiler vectorises).
+fn window_max_values(maps: &[f32], planes: usize, h: usize, w: usize) -> Vec<f32> {
+    let (oh, ow) = (h / 2, w / 2);
+    let mut pooled = Vec::with_capacity(planes * oh * ow);
+    for plane in maps.chunks_exact(h * w).take(planes) {
+        for rows in plane.chunks_exact(2 * w).take(oh) {
+            let (top, bottom) = rows.split_at(w);
+            let pairs = top.chunks_exact(2).zip(bottom.chunks_exact(2)).take(ow);
+            pooled.extend(pairs.map(|(t, b)| t[0].max(t[1]).max(b[0].max(b[1]))));
+        }
+    }
+    pooled
+}
+
 /// 2×2 max-pooling (stride 2) whose gradient goes to one element of each window, the first
 /// maximum. Candle's `max_pool2d` gives the gradient to every element equal to the maximum,
 /// so a window with two equal values passed its gradient on twice: a rare event (two
 /// activations rounding to the same f32) that made training's gradient wrong there and made a
 /// float-level comparison of two paths to the same network fail about once in a hundred runs.
-/// The forward pass keeps where each maximum was, for the backward pass.
+/// The forward pass computes values only; the backward pass finds the maxima again from the
+/// input (a scan runs the forward pass for every face, training the backward pass once per
+/// forward: keeping positions cost the scan 8% of its time).
 #[derive(Default)]
-struct MaxPool2x2 {
-    maxima: std::sync::OnceLock<Vec<usize>>,
-}
+struct MaxPool2x2;
 
 impl CustomOp1 for MaxPool2x2 {
     fn name(&self) -> &'static str {
@@ -324,19 +340,14 @@ impl CustomOp1 for MaxPool2x2 {
         let CpuStorage::F32(values) = storage else {
             candle_core::bail!("max-pooling a non-f32 tensor");
         };
-        let maps = &values[start..end];
-        let maxima = window_maxima(maps, c * n, h, w);
-        let pooled = maxima.iter().map(|&i| maps[i]).collect();
-        // One forward per op: the set cannot fail, and a second result would be the same.
-        let _ = self.maxima.set(maxima);
+        let pooled = window_max_values(&values[start..end], c * n, h, w);
         Ok((CpuStorage::F32(pooled), Shape::from((c, n, h / 2, w / 2))))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         let (c, n, h, w) = arg.dims4()?;
-        let Some(maxima) = self.maxima.get() else {
-            candle_core::bail!("max-pooling's backward pass before its forward pass");
-        };
+        let maps: Vec<f32> = arg.flatten_all()?.to_vec1()?;
+        let maxima = window_maxima(&maps, c * n, h, w);
         let grad: Vec<f32> = grad_res.flatten_all()?.to_vec1()?;
         let mut input = vec![0.0f32; c * n * h * w];
         for (&at, g) in maxima.iter().zip(grad) {
@@ -416,6 +427,19 @@ mod tests {
         (0..3 * CROP_SIDE * CROP_SIDE)
             .map(|i| (i * step % modulus) as u8)
             .collect()
+    }
+
+    #[test]
+    fn pooled_values_are_the_values_at_the_maxima() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        // Few distinct values, so that windows hold ties.
+        let maps: Vec<f32> = (0..3 * 8 * 6)
+            .map(|_| f32::from(rng.gen_range(0u8..4)) - 1.5)
+            .collect();
+        let at = window_maxima(&maps, 3, 8, 6);
+        let gathered: Vec<f32> = at.iter().map(|&i| maps[i]).collect();
+        assert_eq!(window_max_values(&maps, 3, 8, 6), gathered);
+        assert_eq!(gathered.len(), 3 * 4 * 3);
     }
 
     #[test]
@@ -522,10 +546,7 @@ mod tests {
         for (i, conv) in net.convs.iter().enumerate() {
             h = conv.forward(&h)?.relu()?;
             if i < 3 {
-                let pooled = h
-                    .transpose(0, 1)?
-                    .contiguous()?
-                    .apply_op1(MaxPool2x2::default())?;
+                let pooled = h.transpose(0, 1)?.contiguous()?.apply_op1(MaxPool2x2)?;
                 h = pooled.transpose(0, 1)?;
             }
         }
@@ -677,10 +698,7 @@ mod tests {
         )
         .expect("maps");
         let var = candle_core::Var::from_tensor(&maps).expect("var");
-        let pooled = var
-            .as_tensor()
-            .apply_op1(MaxPool2x2::default())
-            .expect("pool");
+        let pooled = var.as_tensor().apply_op1(MaxPool2x2).expect("pool");
         assert_eq!(
             pooled.flatten_all().and_then(|t| t.to_vec1::<f32>()).ok(),
             Some(vec![3.0, 5.0])
