@@ -434,7 +434,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         // Few distinct values, so that windows hold ties.
         let maps: Vec<f32> = (0..3 * 8 * 6)
-            .map(|_| f32::from(rng.gen_range(0u8..4)) - 1.5)
+            .map(|_| f32::from(rng.random_range(0u8..4)) - 1.5)
             .collect();
         let at = window_maxima(&maps, 3, 8, 6);
         let gathered: Vec<f32> = at.iter().map(|&i| maps[i]).collect();
