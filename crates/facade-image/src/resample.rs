@@ -22,12 +22,12 @@ impl Planes {
     /// Converts 8-bit RGB to planes with `value = (pixel - 127.5) / 128`, the MTCNN input scale.
     pub fn from_rgb_normalized(image: &RgbImage) -> Planes {
         let (width, height) = (image.width() as usize, image.height() as usize);
-        let plane = width * height;
-        let mut data = vec![0.0f32; 3 * plane];
-        for (i, px) in image.as_raw().chunks_exact(3).enumerate() {
-            for c in 0..3 {
-                data[c * plane + i] = (f32::from(px[c]) - 127.5) * 0.0078125;
-            }
+        // Plane by plane, appending: each plane written in order, with no zero-fill first.
+        let raw = image.as_raw();
+        let mut data = Vec::with_capacity(3 * width * height);
+        for c in 0..3 {
+            let channel = raw.iter().skip(c).step_by(3).take(width * height);
+            data.extend(channel.map(|&v| (f32::from(v) - 127.5) * 0.0078125));
         }
         Planes {
             width,
