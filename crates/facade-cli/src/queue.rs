@@ -105,18 +105,18 @@ fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
                 Ok(bytes) => batch.push((path, sha256_hex(&bytes))),
                 Err(error) => {
                     // The readable paths before it first, so that the queue keeps walk order.
-                    add_counts(&mut totals, queue.add(&batch)?);
+                    totals += queue.add(&batch)?;
                     batch.clear();
                     eprintln!("facade: {path}: {error}");
                     unreadable += u64::from(queue.add_unreadable(&path, &error)?);
                 }
             }
             if batch.len() == ADD_BATCH {
-                add_counts(&mut totals, queue.add(&batch)?);
+                totals += queue.add(&batch)?;
                 batch.clear();
             }
         }
-        add_counts(&mut totals, queue.add(&batch)?);
+        totals += queue.add(&batch)?;
         Ok(walker.join().unwrap_or(0))
     })?;
     let mut line = format!(
@@ -131,12 +131,6 @@ fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!("{line} in {}", args.db);
     Ok(ExitCode::SUCCESS)
-}
-
-fn add_counts(totals: &mut facade_store::queue::Added, added: facade_store::queue::Added) {
-    totals.new += added.new;
-    totals.changed += added.changed;
-    totals.unchanged += added.unchanged;
 }
 
 /// The path as every worker must see it: absolute, from this directory (links kept as

@@ -243,8 +243,7 @@ impl Dataset {
     pub fn in_several_groups(&self, signal: Signal, post: PostIx) -> bool {
         match signal {
             Signal::CoLink => bit(&self.several_links, post),
-            Signal::CoSimilarTweet | Signal::CoHashtagSequence => true,
-            _ => false,
+            _ => has_several_groups(signal),
         }
     }
 
@@ -572,6 +571,15 @@ impl Dataset {
         self.token_data.extend_from_slice(&tokens);
         Ok(())
     }
+}
+
+/// Whether one post can sit in several of `signal`'s groups: several links, several LSH
+/// bands, a day's hashtag runs under its first post.
+pub fn has_several_groups(signal: Signal) -> bool {
+    matches!(
+        signal,
+        Signal::CoLink | Signal::CoSimilarTweet | Signal::CoHashtagSequence
+    )
 }
 
 fn bit(bits: &[u64], post: PostIx) -> bool {

@@ -570,12 +570,8 @@ fn join_on_key(
     // post) can match one account in each: its matches are sorted (on disk past 16 MB) and
     // counted once per (post, account) after the join, instead of a set of every match in
     // memory. Other posts' matches are counted as they come.
-    let several_groups = matches!(
-        signal,
-        Signal::CoLink | Signal::CoSimilarTweet | Signal::CoHashtagSequence
-    );
-    let deferred =
-        (several_groups && matches!(sink, Sink::Count(_))).then(Sorter::<MatchRecord>::default);
+    let deferred = (crate::dataset::has_several_groups(signal) && matches!(sink, Sink::Count(_)))
+        .then(Sorter::<MatchRecord>::default);
     let mut join = Join {
         data,
         signal,

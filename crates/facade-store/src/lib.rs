@@ -389,13 +389,28 @@ impl NewReview {
     }
 }
 
-/// The record as kept: without its `path` (the same bytes may have many names).
-fn record_without_path(record: &serde_json::Value) -> serde_json::Value {
-    let mut record = record.clone();
-    if let Some(fields) = record.as_object_mut() {
-        fields.remove("path");
+/// A scan's columns besides its keys: the record without its `path` (the same bytes may have
+/// many names) as JSON text, its score and verdict as columns of their own, and when.
+struct ScanRow {
+    record: String,
+    score: Option<f64>,
+    verdict: Option<String>,
+    scanned_at: i64,
+}
+
+impl ScanRow {
+    fn of(scan: &NewScan) -> ScanRow {
+        let mut record = scan.record.clone();
+        if let Some(fields) = record.as_object_mut() {
+            fields.remove("path");
+        }
+        ScanRow {
+            score: record["score"].as_f64(),
+            verdict: record["verdict"].as_str().map(str::to_owned),
+            record: record.to_string(),
+            scanned_at: now_s(),
+        }
     }
-    record
 }
 
 /// A review from its stored columns. The CHECK constraints admit only valid values; a row

@@ -2,15 +2,16 @@
 //! once. One connection per store, opened again when the server has closed it (a restart), so
 //! that a long-running service or worker carries on after the database comes back.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use postgres::{Client, NoTls};
+use postgres::{Client, NoTls, Statement};
 
 use crate::location::redacted;
 use crate::{
-    account_network, now_s, postgres_migrations, record_without_path, review_from_columns,
-    run_network_ids, Account, NetworkSummary, NewNetwork, NewReview, NewScan, Result, Review,
-    StoreError, StoredNetwork, StoredScan, Subject,
+    account_network, now_s, postgres_migrations, review_from_columns, run_network_ids, Account,
+    NetworkSummary, NewNetwork, NewReview, NewScan, Result, Review, ScanRow, StoreError,
+    StoredNetwork, StoredScan, Subject,
 };
 
 /// How long a connection attempt may take before it is an error.
@@ -18,28 +19,29 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A connection to `url`, with the URL (password hidden) in the error.
 pub(crate) fn connect(url: &str) -> Result<Client> {
-    let mut config: postgres::Config = url.parse().map_err(|e| StoreError::Open {
+    let open_error = |e| StoreError::Open {
         location: redacted(url),
         source: Box::new(StoreError::Postgres(e)),
-    })?;
+    };
+    let mut config: postgres::Config = url.parse().map_err(open_error)?;
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
     if config.get_application_name().is_none() {
         config.application_name("facade");
     }
-    config.connect(NoTls).map_err(|e| StoreError::Open {
-        location: redacted(url),
-        source: Box::new(StoreError::Postgres(e)),
-    })
+    config.connect(NoTls).map_err(open_error)
 }
 
 /// A connection to one database whose schema is up to date, opened again when the server has
 /// closed it (a restart), so that a long-running service or worker carries on after the
-/// database comes back.
+/// database comes back. The statements of the hot paths (the queue's, a scan's lookup and
+/// write) are prepared once per connection: a plain query is parsed and planned by the server
+/// and costs a second round trip every time.
 pub(crate) struct Connection {
     url: String,
     client: Client,
+    prepared: HashMap<&'static str, Statement>,
 }
 
 impl Connection {
@@ -49,6 +51,7 @@ impl Connection {
         Ok(Connection {
             url: url.to_owned(),
             client,
+            prepared: HashMap::new(),
         })
     }
 
@@ -56,8 +59,31 @@ impl Connection {
     pub(crate) fn client(&mut self) -> Result<&mut Client> {
         if self.client.is_closed() {
             self.client = connect(&self.url)?;
+            // Prepared statements die with the connection that prepared them.
+            self.prepared.clear();
         }
         Ok(&mut self.client)
+    }
+
+    /// The client and the statements of `sqls` prepared on it, in order.
+    pub(crate) fn prepared(
+        &mut self,
+        sqls: &[&'static str],
+    ) -> Result<(&mut Client, Vec<Statement>)> {
+        self.client()?;
+        let mut statements = Vec::with_capacity(sqls.len());
+        for &sql in sqls {
+            let statement = match self.prepared.get(sql) {
+                Some(statement) => statement.clone(),
+                None => {
+                    let statement = self.client.prepare(sql)?;
+                    self.prepared.insert(sql, statement.clone());
+                    statement
+                }
+            };
+            statements.push(statement);
+        }
+        Ok((&mut self.client, statements))
     }
 }
 
@@ -86,10 +112,8 @@ impl PostgresStore {
     }
 
     pub(crate) fn cached_scan(&mut self, sha256: &str, judge: &str) -> Result<Option<StoredScan>> {
-        let row = self.client()?.query_opt(
-            "SELECT record, scanned_at FROM scans WHERE sha256 = $1 AND judge = $2",
-            &[&sha256, &judge],
-        )?;
+        let (client, statements) = self.connection.prepared(&[CACHED_SCAN])?;
+        let row = client.query_opt(&statements[0], &[&sha256, &judge])?;
         match row {
             Some(row) => Ok(Some(StoredScan {
                 sha256: sha256.to_owned(),
@@ -101,7 +125,8 @@ impl PostgresStore {
     }
 
     pub(crate) fn put_scan(&mut self, scan: &NewScan) -> Result<()> {
-        put_scan(self.client()?, scan)
+        let (client, statements) = self.connection.prepared(&[PUT_SCAN])?;
+        put_scan(client, &statements[0], scan)
     }
 
     pub(crate) fn thumbnail(&mut self, sha256: &str) -> Result<Option<Vec<u8>>> {
@@ -238,24 +263,34 @@ impl PostgresStore {
     }
 }
 
-/// Keeps a scan on any connection or transaction (the queue's workers write it in the same
-/// transaction that completes the job).
-pub(crate) fn put_scan(client: &mut impl postgres::GenericClient, scan: &NewScan) -> Result<()> {
-    let record = record_without_path(scan.record);
+const CACHED_SCAN: &str = "SELECT record, scanned_at FROM scans WHERE sha256 = $1 AND judge = $2";
+
+/// Keeps a scan (replacing an older one of the same bytes by the same judge).
+pub(crate) const PUT_SCAN: &str =
+    "INSERT INTO scans (sha256, judge, record, score, verdict, thumbnail, scanned_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)
+     ON CONFLICT (sha256, judge) DO UPDATE SET record = EXCLUDED.record,
+       score = EXCLUDED.score, verdict = EXCLUDED.verdict, thumbnail = EXCLUDED.thumbnail,
+       scanned_at = EXCLUDED.scanned_at";
+
+/// Keeps a scan with the prepared [`PUT_SCAN`] on any connection or transaction (the queue's
+/// workers write it in the same transaction that completes the job).
+pub(crate) fn put_scan(
+    client: &mut impl postgres::GenericClient,
+    put: &Statement,
+    scan: &NewScan,
+) -> Result<()> {
+    let row = ScanRow::of(scan);
     client.execute(
-        "INSERT INTO scans (sha256, judge, record, score, verdict, thumbnail, scanned_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (sha256, judge) DO UPDATE SET record = EXCLUDED.record,
-           score = EXCLUDED.score, verdict = EXCLUDED.verdict, thumbnail = EXCLUDED.thumbnail,
-           scanned_at = EXCLUDED.scanned_at",
+        put,
         &[
             &scan.sha256,
             &scan.judge,
-            &record.to_string(),
-            &record["score"].as_f64(),
-            &record["verdict"].as_str(),
+            &row.record,
+            &row.score,
+            &row.verdict,
             &scan.thumbnail,
-            &now_s(),
+            &row.scanned_at,
         ],
     )?;
     Ok(())

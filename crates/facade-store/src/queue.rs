@@ -17,12 +17,73 @@ use std::time::Duration;
 
 use postgres::Client;
 
-use crate::postgres_store::{put_scan, Connection};
+use crate::postgres_store::{put_scan, Connection, PUT_SCAN};
 use crate::{Location, NewScan, Result, StoreError};
 
 /// The database's clock in milliseconds since the epoch: leases mean the same on every
-/// machine whatever their own clocks say.
-const NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::BIGINT";
+/// machine whatever their own clocks say. A macro, so that the statements below are constants
+/// (prepared once per connection).
+macro_rules! now_ms {
+    () => {
+        "(extract(epoch FROM clock_timestamp()) * 1000)::BIGINT"
+    };
+}
+
+const ADD: &str = concat!(
+    "INSERT INTO jobs (path, sha256, state, queued_at) VALUES ($1, $2, 'pending', ",
+    now_ms!(),
+    ") ON CONFLICT (path) DO UPDATE SET sha256 = EXCLUDED.sha256, state = 'pending',
+       record = NULL, error = NULL, attempts = 0, lease_token = NULL,
+       leased_by = NULL, lease_until = NULL, finished_at = NULL
+     WHERE jobs.sha256 <> EXCLUDED.sha256
+     RETURNING (xmax = 0)"
+);
+
+const ADD_UNREADABLE: &str = concat!(
+    "INSERT INTO jobs (path, sha256, state, error, queued_at, finished_at)
+     VALUES ($1, '', 'failed', $2, ",
+    now_ms!(),
+    ", ",
+    now_ms!(),
+    ") ON CONFLICT (path) DO NOTHING"
+);
+
+const CLAIM: &str = concat!(
+    "WITH claimable AS (
+       SELECT id FROM jobs
+       WHERE state IN ('pending', 'leased')
+         AND (state = 'pending' OR lease_until < ",
+    now_ms!(),
+    ") ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+     UPDATE jobs SET state = 'leased', lease_token = $2, leased_by = $3,
+       lease_until = ",
+    now_ms!(),
+    " + $4, attempts = jobs.attempts + 1
+     FROM claimable WHERE jobs.id = claimable.id
+     RETURNING jobs.id, jobs.path, jobs.sha256"
+);
+
+const GIVE_UP_ABANDONED: &str = concat!(
+    "UPDATE jobs SET state = 'failed', lease_token = NULL, lease_until = NULL,
+       finished_at = ",
+    now_ms!(),
+    ", error = 'abandoned: ' || attempts || ' workers took this image and none finished it \
+                (their leases ran out); it may crash or hang the scanner'
+     WHERE state = 'leased' AND lease_until < ",
+    now_ms!(),
+    " AND attempts >= $1"
+);
+
+const COMPLETE: &str = concat!(
+    "UPDATE jobs SET state = $1, record = $2, error = NULL, finished_at = ",
+    now_ms!(),
+    ", lease_token = NULL, lease_until = NULL
+     WHERE id = $3 AND state = 'leased' AND lease_token = $4"
+);
+
+const CACHED_SCANS: &str = "SELECT sha256, record FROM scans WHERE judge = $1 AND sha256 = ANY($2)";
+
+const UNFINISHED: &str = "SELECT count(*) FROM jobs WHERE state IN ('pending', 'leased')";
 
 /// Leases a job may run out before it is given up as `failed`.
 pub const MAX_ATTEMPTS: i32 = 3;
@@ -65,6 +126,14 @@ pub struct Added {
     pub changed: u64,
     /// Paths already queued with the same content: left as they were.
     pub unchanged: u64,
+}
+
+impl std::ops::AddAssign for Added {
+    fn add_assign(&mut self, other: Added) {
+        self.new += other.new;
+        self.changed += other.changed;
+        self.unchanged += other.unchanged;
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -142,29 +211,19 @@ impl Queue {
     /// alone; with other content it goes back to pending (the file changed).
     pub fn add(&mut self, items: &[(String, String)]) -> Result<Added> {
         let mut added = Added::default();
-        let sql = format!(
-            "INSERT INTO jobs (path, sha256, state, queued_at) VALUES ($1, $2, 'pending', {NOW_MS})
-             ON CONFLICT (path) DO UPDATE SET sha256 = EXCLUDED.sha256, state = 'pending',
-               record = NULL, error = NULL, attempts = 0, lease_token = NULL,
-               leased_by = NULL, lease_until = NULL, finished_at = NULL
-             WHERE jobs.sha256 <> EXCLUDED.sha256
-             RETURNING (xmax = 0)"
-        );
         for batch in items.chunks(ADD_BATCH) {
-            let mut tx = self.client()?.transaction()?;
-            let statement = tx.prepare(&sql)?;
+            let (client, statements) = self.connection.prepared(&[ADD])?;
+            let mut tx = client.transaction()?;
             let mut batch_added = Added::default();
             for (path, sha256) in batch {
-                match tx.query_opt(&statement, &[path, sha256])? {
+                match tx.query_opt(&statements[0], &[path, sha256])? {
                     Some(row) if row.get::<_, bool>(0) => batch_added.new += 1,
                     Some(_) => batch_added.changed += 1,
                     None => batch_added.unchanged += 1,
                 }
             }
             tx.commit()?;
-            added.new += batch_added.new;
-            added.changed += batch_added.changed;
-            added.unchanged += batch_added.unchanged;
+            added += batch_added;
         }
         Ok(added)
     }
@@ -172,35 +231,22 @@ impl Queue {
     /// Queues a path that could not be read, as failed at once with `error`, so that its
     /// result says so; a path already queued is left alone. Returns whether it was new.
     pub fn add_unreadable(&mut self, path: &str, error: &str) -> Result<bool> {
-        let sql = format!(
-            "INSERT INTO jobs (path, sha256, state, error, queued_at, finished_at)
-             VALUES ($1, '', 'failed', $2, {NOW_MS}, {NOW_MS})
-             ON CONFLICT (path) DO NOTHING"
-        );
-        Ok(self.client()?.execute(&sql, &[&path, &error])? == 1)
+        let (client, statements) = self.connection.prepared(&[ADD_UNREADABLE])?;
+        Ok(client.execute(&statements[0], &[&path, &error])? == 1)
     }
 
     /// Takes up to `limit` jobs for `worker` for `lease`, oldest first: pending ones and
     /// those whose lease ran out. Jobs another worker is claiming at this instant are skipped,
-    /// not waited for.
+    /// not waited for. Jobs whose lease ran out [`MAX_ATTEMPTS`] times end as `failed` first.
     pub fn claim(&mut self, worker: &str, limit: usize, lease: Duration) -> Result<Vec<Job>> {
-        self.give_up_abandoned()?;
         let token = new_token();
-        let sql = format!(
-            "WITH claimable AS (
-               SELECT id FROM jobs
-               WHERE state IN ('pending', 'leased')
-                 AND (state = 'pending' OR lease_until < {NOW_MS})
-               ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
-             UPDATE jobs SET state = 'leased', lease_token = $2, leased_by = $3,
-               lease_until = {NOW_MS} + $4, attempts = jobs.attempts + 1
-             FROM claimable WHERE jobs.id = claimable.id
-             RETURNING jobs.id, jobs.path, jobs.sha256"
-        );
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
-        let rows = self
-            .client()?
-            .query(&sql, &[&(limit.max(1) as i64), &token, &worker, &lease_ms])?;
+        let (client, statements) = self.connection.prepared(&[GIVE_UP_ABANDONED, CLAIM])?;
+        client.execute(&statements[0], &[&MAX_ATTEMPTS])?;
+        let rows = client.query(
+            &statements[1],
+            &[&(limit.max(1) as i64), &token, &worker, &lease_ms],
+        )?;
         let mut jobs: Vec<Job> = rows
             .iter()
             .map(|r| Job {
@@ -214,41 +260,22 @@ impl Queue {
         Ok(jobs)
     }
 
-    /// Ends, as `failed`, the jobs whose lease ran out [`MAX_ATTEMPTS`] times.
-    fn give_up_abandoned(&mut self) -> Result<u64> {
-        let sql = format!(
-            "UPDATE jobs SET state = 'failed', lease_token = NULL, lease_until = NULL,
-               finished_at = {NOW_MS},
-               error = 'abandoned: ' || attempts || ' workers took this image and none finished it \
-                        (their leases ran out); it may crash or hang the scanner'
-             WHERE state = 'leased' AND lease_until < {NOW_MS} AND attempts >= $1"
-        );
-        Ok(self.client()?.execute(&sql, &[&MAX_ATTEMPTS])?)
-    }
-
     /// Records what became of jobs, in one transaction with the scans to keep. A job whose
     /// lease this worker no longer holds (it ran out and another worker took the job, or the
     /// path was queued again with new content) is left as it is. Returns how many were kept.
     pub fn complete(&mut self, completions: &[Completion]) -> Result<usize> {
-        let sql = format!(
-            "UPDATE jobs SET state = $1, record = $2, error = NULL, finished_at = {NOW_MS},
-               lease_token = NULL, lease_until = NULL
-             WHERE id = $3 AND state = 'leased' AND lease_token = $4"
-        );
-        let mut tx = self.client()?.transaction()?;
-        let statement = tx.prepare(&sql)?;
+        let (client, statements) = self.connection.prepared(&[COMPLETE, PUT_SCAN])?;
+        let (update, put) = (&statements[0], &statements[1]);
+        let mut tx = client.transaction()?;
         let mut kept = 0;
         for done in completions {
             let state = if done.failed { "failed" } else { "done" };
             let record = done.record.to_string();
-            let updated = tx.execute(
-                &statement,
-                &[&state, &record, &done.job.id, &done.job.token],
-            )?;
+            let updated = tx.execute(update, &[&state, &record, &done.job.id, &done.job.token])?;
             if updated == 1 {
                 kept += 1;
                 if let Some(scan) = &done.scan {
-                    put_scan(&mut tx, scan)?;
+                    put_scan(&mut tx, put, scan)?;
                 }
             }
         }
@@ -278,10 +305,8 @@ impl Queue {
         sha256s: &[&str],
         judge: &str,
     ) -> Result<HashMap<String, serde_json::Value>> {
-        let rows = self.client()?.query(
-            "SELECT sha256, record FROM scans WHERE judge = $1 AND sha256 = ANY($2)",
-            &[&judge, &sha256s],
-        )?;
+        let (client, statements) = self.connection.prepared(&[CACHED_SCANS])?;
+        let rows = client.query(&statements[0], &[&judge, &sha256s])?;
         let mut found = HashMap::with_capacity(rows.len());
         for row in rows {
             found.insert(row.get(0), serde_json::from_str(row.get(1))?);
@@ -289,12 +314,10 @@ impl Queue {
         Ok(found)
     }
 
-    /// Whether any job is pending or leased (a worker with `--until-empty` waits for none).
+    /// How many jobs are pending or leased (a worker with `--until-empty` waits for none).
     pub fn unfinished(&mut self) -> Result<u64> {
-        let row = self.client()?.query_one(
-            "SELECT count(*) FROM jobs WHERE state IN ('pending', 'leased')",
-            &[],
-        )?;
+        let (client, statements) = self.connection.prepared(&[UNFINISHED])?;
+        let row = client.query_one(&statements[0], &[])?;
         Ok(row.get::<_, i64>(0) as u64)
     }
 
@@ -305,16 +328,19 @@ impl Queue {
             by_state.insert(row.get(0), row.get::<_, i64>(1) as u64);
         }
         let recent = client.query_one(
-            &format!(
+            concat!(
                 "SELECT count(*) FROM jobs WHERE finished_at IS NOT NULL AND attempts > 0
-                   AND finished_at >= {NOW_MS} - 60000"
+                   AND finished_at >= ",
+                now_ms!(),
+                " - 60000"
             ),
             &[],
         )?;
         let workers = client.query_one(
-            &format!(
+            concat!(
                 "SELECT count(DISTINCT leased_by) FROM jobs
-                 WHERE state = 'leased' AND lease_until >= {NOW_MS}"
+                 WHERE state = 'leased' AND lease_until >= ",
+                now_ms!()
             ),
             &[],
         )?;

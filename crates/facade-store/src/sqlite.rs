@@ -6,9 +6,9 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::{
-    account_network, now_s, record_without_path, review_from_columns, run_network_ids,
-    sqlite_migrations, Account, NetworkSummary, NewNetwork, NewReview, NewScan, Result, Review,
-    StoreError, StoredNetwork, StoredScan, Subject,
+    account_network, now_s, review_from_columns, run_network_ids, sqlite_migrations, Account,
+    NetworkSummary, NewNetwork, NewReview, NewScan, Result, Review, ScanRow, StoreError,
+    StoredNetwork, StoredScan, Subject,
 };
 
 pub(crate) struct SqliteStore {
@@ -76,18 +76,18 @@ impl SqliteStore {
 
     /// Keeps a scan (replacing an older one of the same bytes by the same judge).
     pub(crate) fn put_scan(&mut self, scan: &NewScan) -> Result<()> {
-        let record = record_without_path(scan.record);
+        let row = ScanRow::of(scan);
         self.conn.execute(
             "INSERT OR REPLACE INTO scans (sha256, judge, record, score, verdict, thumbnail, scanned_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 scan.sha256,
                 scan.judge,
-                record.to_string(),
-                record["score"].as_f64(),
-                record["verdict"].as_str(),
+                row.record,
+                row.score,
+                row.verdict,
                 scan.thumbnail,
-                now_s()
+                row.scanned_at
             ],
         )?;
         Ok(())
