@@ -33,6 +33,16 @@ pub struct TrainArgs {
           value_parser = clap::value_parser!(u16)
               .range(1..=facade_detect::classifier::MAX_WIDTH as i64))]
     classifier_width: u16,
+    /// Fine-tune EfficientNet-Lite0 from ImageNet weights on crops resized to N pixels
+    /// instead of training the small network (--classifier-width then does not apply).
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(
+              facade_detect::lite0::MIN_INPUT_SIDE as i64..=facade_detect::lite0::MAX_INPUT_SIDE as i64))]
+    lite0: Option<u16>,
+    /// The ImageNet weights --lite0 starts from [default: what
+    /// scripts/convert_lite0_weights.py writes, target/pretrained/efficientnet-lite0.safetensors].
+    #[arg(long, value_name = "FILE")]
+    pretrained: Option<PathBuf>,
     /// Faces drawn per epoch.
     #[arg(long, default_value_t = 4096)]
     samples_per_epoch: usize,
@@ -58,6 +68,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     config.epochs = args.epochs;
     config.classifiers = usize::from(args.classifiers);
     config.classifier_width = usize::from(args.classifier_width);
+    config.lite0_input_side = args.lite0.map(usize::from);
+    if let Some(pretrained) = args.pretrained {
+        config.pretrained = pretrained;
+    }
     config.samples_per_epoch = args.samples_per_epoch;
     config.variants = args.variants;
     config.holdout_sources = args.holdout_sources;

@@ -4,7 +4,9 @@
 //! `cargo bench -p facade-detect --bench classifier_step`. `facade train` also raises glibc's
 //! mmap threshold (see facade-cli's train.rs); to time the step as training runs it, set
 //! `MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=268435456`.
-//! `FACADE_CLASSIFIER_WIDTH=N` times the network at width N (default: training's default).
+//! `FACADE_CLASSIFIER_WIDTH=N` times the small network at width N (default: training's
+//! default); `FACADE_LITE0_SIDE=S` times EfficientNet-Lite0 on crops resized to S pixels, and
+//! its forward pass alone (what a scan pays per view).
 
 use std::time::Instant;
 
@@ -12,6 +14,7 @@ use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 use facade_detect::align::CROP_SIDE;
 use facade_detect::classifier::{crops_to_tensor, FaceClassifier};
+use facade_detect::lite0::Lite0;
 
 const BATCH: usize = 64;
 
@@ -24,6 +27,12 @@ fn width() -> usize {
 const STEPS: usize = 20;
 
 fn main() -> candle_core::Result<()> {
+    if let Some(side) = std::env::var("FACADE_LITE0_SIDE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        return lite0(side);
+    }
     let map = VarMap::new();
     let net = FaceClassifier::new(
         VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu).pp("classifier"),
@@ -42,6 +51,34 @@ fn main() -> candle_core::Result<()> {
     println!(
         "classifier training step, width {}: {per_face:.2} ms per face (forward + backward)",
         width()
+    );
+    Ok(())
+}
+
+fn lite0(side: usize) -> candle_core::Result<()> {
+    let map = VarMap::new();
+    let net = Lite0::new(
+        VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu).pp("classifier"),
+        side,
+    )?;
+    let crop: Vec<u8> = (0..3 * CROP_SIDE * CROP_SIDE)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect();
+    let crops: Vec<&[u8]> = (0..BATCH).map(|_| crop.as_slice()).collect();
+    let started = Instant::now();
+    for _ in 0..STEPS {
+        let x = net.input(&crops, &[], &Device::Cpu)?;
+        net.forward(&x)?.sqr()?.mean_all()?.backward()?;
+    }
+    let step = started.elapsed().as_secs_f64() * 1e3 / (STEPS * BATCH) as f64;
+    let started = Instant::now();
+    for _ in 0..STEPS {
+        let x = net.input(&crops, &[], &Device::Cpu)?;
+        net.forward(&x)?;
+    }
+    let forward = started.elapsed().as_secs_f64() * 1e3 / (STEPS * BATCH) as f64;
+    println!(
+        "lite0 at {side} px: training step {step:.2} ms per face, forward alone {forward:.2} ms"
     );
     Ok(())
 }

@@ -97,6 +97,63 @@ impl FaceClassifier {
     /// its mirror image. Training shows both (mirroring is an augmentation), so the mean is
     /// the network's answer for the face rather than for one of its two orientations.
     pub fn logits(&self, crops: &[&[u8]]) -> Result<Vec<f32>> {
+        Network::Small(self.clone()).logits(crops)
+    }
+}
+
+/// Which network a classifier is: the small network above (trained from scratch) or
+/// EfficientNet-Lite0 ([`crate::lite0`], fine-tuned from ImageNet weights).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    Small { width: usize },
+    Lite0 { input_side: usize },
+}
+
+impl Architecture {
+    /// The record's words for it: `("small", width)` or `("lite0", input side)`.
+    pub fn describe(&self) -> (&'static str, usize) {
+        match *self {
+            Architecture::Small { width } => ("small", width),
+            Architecture::Lite0 { input_side } => ("lite0", input_side),
+        }
+    }
+}
+
+/// One classifier network of either [`Architecture`].
+#[derive(Debug, Clone)]
+pub enum Network {
+    Small(FaceClassifier),
+    Lite0(crate::lite0::Lite0),
+}
+
+impl Network {
+    pub fn new(vb: VarBuilder, architecture: Architecture) -> Result<Network> {
+        Ok(match architecture {
+            Architecture::Small { width } => Network::Small(FaceClassifier::new(vb, width)?),
+            Architecture::Lite0 { input_side } => {
+                Network::Lite0(crate::lite0::Lite0::new(vb, input_side)?)
+            }
+        })
+    }
+
+    /// The batch this network reads for aligned crops, `mirror[i]` flipping crop `i`.
+    pub fn input(&self, crops: &[&[u8]], mirror: &[bool], device: &Device) -> Result<Tensor> {
+        match self {
+            Network::Small(_) => crops_to_tensor(crops, mirror, device),
+            Network::Lite0(net) => net.input(crops, mirror, device),
+        }
+    }
+
+    /// Logits (positive = generated) of a batch made by [`Network::input`].
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Network::Small(net) => net.forward(x),
+            Network::Lite0(net) => net.forward(x),
+        }
+    }
+
+    /// The logit of each crop as scanning uses it: the mean over the crop and its mirror.
+    pub fn logits(&self, crops: &[&[u8]]) -> Result<Vec<f32>> {
         let views = both_views(std::slice::from_ref(self), crops)?;
         Ok(mean_of_views(&views, crops.len()))
     }
@@ -116,23 +173,27 @@ pub fn member_prefix(index: usize) -> String {
 /// Classifiers trained from different seeds, answering as one: the mean of their logits.
 #[derive(Debug, Clone)]
 pub struct ClassifierEnsemble {
-    members: Vec<FaceClassifier>,
+    members: Vec<Network>,
 }
 
 impl ClassifierEnsemble {
-    pub fn new(members: Vec<FaceClassifier>) -> ClassifierEnsemble {
+    pub fn new(members: Vec<Network>) -> ClassifierEnsemble {
         ClassifierEnsemble { members }
     }
 
-    /// Loads `count` members of `width` stored under [`member_prefix`] names.
-    pub fn load(vb: &VarBuilder, count: usize, width: usize) -> Result<ClassifierEnsemble> {
+    /// Loads `count` members of `architecture` stored under [`member_prefix`] names.
+    pub fn load(
+        vb: &VarBuilder,
+        count: usize,
+        architecture: Architecture,
+    ) -> Result<ClassifierEnsemble> {
         let members = (0..count)
-            .map(|i| FaceClassifier::new(vb.pp(member_prefix(i)), width))
+            .map(|i| Network::new(vb.pp(member_prefix(i)), architecture))
             .collect::<Result<Vec<_>>>()?;
         Ok(ClassifierEnsemble { members })
     }
 
-    pub fn members(&self) -> &[FaceClassifier] {
+    pub fn members(&self) -> &[Network] {
         &self.members
     }
 
@@ -157,12 +218,16 @@ impl ClassifierEnsemble {
 }
 
 /// Each network's outputs on the crops and then on their mirror images (`2 × crops` values per
-/// network); the batch tensor is built once and shared by every network.
-fn both_views(networks: &[FaceClassifier], crops: &[&[u8]]) -> Result<Vec<Vec<f32>>> {
+/// network); the batch tensor is built once and shared by the networks (an ensemble's members
+/// share one architecture, so one input).
+fn both_views(networks: &[Network], crops: &[&[u8]]) -> Result<Vec<Vec<f32>>> {
+    let Some(first) = networks.first() else {
+        return Ok(Vec::new());
+    };
     let mut twice = crops.to_vec();
     twice.extend_from_slice(crops);
     let mirror: Vec<bool> = (0..twice.len()).map(|i| i >= crops.len()).collect();
-    let x = crops_to_tensor(&twice, &mirror, &Device::Cpu)?;
+    let x = first.input(&twice, &mirror, &Device::Cpu)?;
     networks
         .iter()
         .map(|network| network.forward(&x)?.to_vec1())
@@ -480,7 +545,8 @@ mod tests {
     fn an_ensemble_answers_the_mean_of_its_members_and_loads_them_by_name() {
         let map = VarMap::new();
         let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
-        let ensemble = ClassifierEnsemble::load(&vb, 2, 1).expect("build");
+        let ensemble =
+            ClassifierEnsemble::load(&vb, 2, Architecture::Small { width: 1 }).expect("build");
         let crops = [patterned_crop(7, 251), patterned_crop(13, 199)];
         let crops: Vec<&[u8]> = crops.iter().map(Vec::as_slice).collect();
         let each: Vec<Vec<f32>> = ensemble

@@ -28,6 +28,7 @@ pub mod evaluation;
 pub mod fusion;
 pub mod geometry;
 pub mod judge;
+pub mod lite0;
 pub mod metrics;
 pub mod model;
 pub mod record;

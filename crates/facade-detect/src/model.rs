@@ -21,10 +21,11 @@ use facade_image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use crate::align::{aligned_crop, Jitter, CROP_SIDE};
-use crate::classifier::{ClassifierEnsemble, MAX_MEMBERS, MAX_WIDTH};
+use crate::classifier::{Architecture, ClassifierEnsemble, MAX_MEMBERS, MAX_WIDTH};
 use crate::embedding::{frame_thumbnail, FrameEmbedding, COMPONENTS, FRAME_SIDE};
 use crate::fusion::{threshold_for_fpr, Contribution, Fusion, Raw};
 use crate::geometry::{normalized_landmarks, GeometryModel};
+use crate::lite0;
 
 pub const WEIGHTS_FILE: &str = "detectors.safetensors";
 pub const PARAMETERS_FILE: &str = "detectors.json";
@@ -125,7 +126,7 @@ impl Detectors {
         let classifier = ClassifierEnsemble::load(
             &vb,
             classifier_members(&parameters)?,
-            classifier_width(&parameters)?,
+            classifier_architecture(&parameters)?,
         )?;
         let dim = FRAME_SIDE * FRAME_SIDE;
         let embedding = FrameEmbedding {
@@ -286,10 +287,38 @@ impl Detectors {
     }
 }
 
-/// The width of the classifiers the model's record names; models from before widths were
-/// chosen have width 1 and do not record it.
-fn classifier_width(parameters: &Parameters) -> Result<usize, ModelError> {
-    recorded_size(parameters, "classifier_width", MAX_WIDTH)
+/// The classifiers' network as the model's record names it: `classifier_backbone` "lite0"
+/// with `lite0_input_side`, or (absent or "small") the small network at `classifier_width`;
+/// models from before widths were chosen have width 1 and do not record it.
+fn classifier_architecture(parameters: &Parameters) -> Result<Architecture, ModelError> {
+    match parameters
+        .training
+        .get("classifier_backbone")
+        .and_then(|v| v.as_str())
+    {
+        None | Some("small") => Ok(Architecture::Small {
+            width: recorded_size(parameters, "classifier_width", MAX_WIDTH)?,
+        }),
+        Some("lite0") => {
+            let side = parameters
+                .training
+                .get("lite0_input_side")
+                .and_then(|v| v.as_u64())
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| (lite0::MIN_INPUT_SIDE..=lite0::MAX_INPUT_SIDE).contains(n));
+            side.map(|input_side| Architecture::Lite0 { input_side })
+                .ok_or_else(|| {
+                    ModelError::Inconsistent(format!(
+                        "lite0_input_side must be {} to {}",
+                        lite0::MIN_INPUT_SIDE,
+                        lite0::MAX_INPUT_SIDE
+                    ))
+                })
+        }
+        Some(other) => Err(ModelError::Inconsistent(format!(
+            "unknown classifier_backbone {other:?} (this build knows \"small\" and \"lite0\")"
+        ))),
+    }
 }
 
 /// The number of classifiers the model's record names; models from before ensembles had one

@@ -34,11 +34,12 @@ use rayon::prelude::*;
 use serde_json::json;
 
 use crate::align::{aligned_crop, Jitter};
-use crate::classifier::{crops_to_tensor, member_prefix, ClassifierEnsemble, FaceClassifier};
+use crate::classifier::{member_prefix, Architecture, ClassifierEnsemble, Network};
 use crate::dataset::{fold_of, read_manifest, sha256_hex, DatasetError, Degradation, Entry, Fold};
 use crate::embedding::{frame_thumbnail, FrameEmbedding};
 use crate::fusion::{Fusion, Raw};
 use crate::geometry::{normalized_landmarks, GeometryModel};
+use crate::lite0::{load_pretrained, HOW_TO_GET_PRETRAINED};
 use crate::metrics::roc_auc;
 use crate::model::{Detectors, ModelError, Parameters};
 
@@ -75,8 +76,14 @@ pub struct TrainConfig {
     pub epochs: usize,
     /// Classifiers to train and average; the first uses `seed` itself.
     pub classifiers: usize,
-    /// Width of each classifier (1 to [`crate::classifier::MAX_WIDTH`]).
+    /// Width of each classifier (1 to [`crate::classifier::MAX_WIDTH`]) when the small
+    /// network is trained.
     pub classifier_width: usize,
+    /// Fine-tune EfficientNet-Lite0 on crops resized to this side instead of training the
+    /// small network (`None`).
+    pub lite0_input_side: Option<usize>,
+    /// The ImageNet weights Lite0 starts from (`scripts/convert_lite0_weights.py`).
+    pub pretrained: PathBuf,
     pub samples_per_epoch: usize,
     /// Degraded copies of each training image (calibration images get one).
     pub variants: usize,
@@ -88,6 +95,16 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
+    /// The classifiers' network this configuration trains.
+    pub fn architecture(&self) -> Architecture {
+        match self.lite0_input_side {
+            Some(input_side) => Architecture::Lite0 { input_side },
+            None => Architecture::Small {
+                width: self.classifier_width,
+            },
+        }
+    }
+
     pub fn new(manifest: PathBuf) -> TrainConfig {
         TrainConfig {
             manifest,
@@ -95,6 +112,8 @@ impl TrainConfig {
             epochs: DEFAULT_EPOCHS,
             classifiers: DEFAULT_CLASSIFIERS,
             classifier_width: DEFAULT_CLASSIFIER_WIDTH,
+            lite0_input_side: None,
+            pretrained: crate::lite0::default_pretrained_path(),
             samples_per_epoch: 4096,
             variants: 3,
             holdout_sources: Vec::new(),
@@ -265,7 +284,10 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
             "crop_side": crate::align::CROP_SIDE,
             "epochs": config.epochs,
             "classifier_members": seeds.len(),
+            "classifier_backbone": config.architecture().describe().0,
             "classifier_width": config.classifier_width,
+            "lite0_input_side": config.lite0_input_side,
+            "pretrained": config.lite0_input_side.map(|_| config.pretrained.display().to_string()),
             "classifier_seeds": seeds,
             "classifier_calibration_auc_per_member": member_aucs,
             "samples_per_epoch": config.samples_per_epoch,
@@ -502,7 +524,7 @@ fn source_weights(observations: &[&Observation], weight: fn(f64) -> f64) -> Vec<
         .collect()
 }
 
-type ClassifierFit = (FaceClassifier, HashMap<String, Tensor>, f32);
+type ClassifierFit = (Network, HashMap<String, Tensor>, f32);
 
 /// The seed of ensemble member `index`: the configured seed for the first, so that a
 /// one-classifier run is the run from before ensembles; well-mixed offsets for the others.
@@ -526,16 +548,33 @@ fn train_classifier(
     }
     let device = Device::Cpu;
     let varmap = VarMap::new();
-    let classifier = FaceClassifier::new(
-        VarBuilder::from_varmap(&varmap, DType::F32, &device).pp(member_prefix(member)),
-        config.classifier_width,
+    let prefix = member_prefix(member);
+    let classifier = Network::new(
+        VarBuilder::from_varmap(&varmap, DType::F32, &device).pp(&prefix),
+        config.architecture(),
     )?;
     let mut rng = ChaCha8Rng::seed_from_u64(member_seed(config.seed, member));
     seeded_init(&varmap, &mut rng)?;
+    let schedule = match classifier {
+        Network::Small(_) => Schedule::SMALL,
+        Network::Lite0(_) => {
+            let set = load_pretrained(&varmap, &prefix, &config.pretrained).map_err(|e| {
+                TrainError::Detector(format!(
+                    "EfficientNet-Lite0's ImageNet weights ({}): {e}; {HOW_TO_GET_PRETRAINED}",
+                    config.pretrained.display()
+                ))
+            })?;
+            log(&format!(
+                "{set} tensors from {}",
+                config.pretrained.display()
+            ));
+            Schedule::FINE_TUNE
+        }
+    };
     let mut optimizer = AdamW::new(
         varmap.all_vars(),
         ParamsAdamW {
-            lr: 2e-3,
+            lr: schedule.peak,
             weight_decay: 1e-4,
             ..Default::default()
         },
@@ -544,13 +583,17 @@ fn train_classifier(
         .map_err(|e| TrainError::NotEnoughData(e.to_string()))?;
     let batches = (config.samples_per_epoch / BATCH).max(1);
     let mut last_loss = f32::NAN;
+    let steps = batches * config.epochs;
     for epoch in 0..config.epochs {
         let t = Instant::now();
-        // Cosine decay of the learning rate to zero over the run.
-        let progress = epoch as f64 / config.epochs as f64;
-        optimizer.set_learning_rate(2e-3 * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()));
         let mut total = 0.0f32;
-        for _ in 0..batches {
+        for batch in 0..batches {
+            optimizer.set_learning_rate(schedule.rate(
+                epoch,
+                epoch * batches + batch,
+                steps,
+                config.epochs,
+            ));
             let picks: Vec<&Observation> = (0..BATCH)
                 .map(|_| train[sampler.sample(&mut rng)])
                 .collect();
@@ -560,7 +603,7 @@ fn train_classifier(
                 .map(|o| with_random_frame_edge(&o.crop, &mut rng))
                 .collect();
             let crops: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
-            let x = crops_to_tensor(&crops, &mirror, &device)?;
+            let x = classifier.input(&crops, &mirror, &device)?;
             let labels: Vec<f32> = picks
                 .iter()
                 .map(|o| if o.fake { 1.0 } else { 0.0 })
@@ -586,6 +629,43 @@ fn train_classifier(
         .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
         .collect();
     Ok((classifier, weights, last_loss))
+}
+
+/// The learning rate over a classifier's training run.
+struct Schedule {
+    peak: f64,
+    /// Share of the steps spent rising linearly to `peak`; none for the small network.
+    warmup: f64,
+}
+
+impl Schedule {
+    /// The small network from scratch: cosine decay from 2e-3, stepped once per epoch (the
+    /// schedule of every small model so far, kept so they stay reproducible).
+    const SMALL: Schedule = Schedule {
+        peak: 2e-3,
+        warmup: 0.0,
+    };
+    /// Fine-tuning Lite0: a lower peak, since the pretrained features are what is worth
+    /// keeping, reached after a short warm-up (the new output layer starts random and its
+    /// first gradients would otherwise shake the pretrained layers), then cosine decay per step.
+    const FINE_TUNE: Schedule = Schedule {
+        peak: 5e-4,
+        warmup: 0.05,
+    };
+
+    fn rate(&self, epoch: usize, step: usize, steps: usize, epochs: usize) -> f64 {
+        let cosine =
+            |progress: f64| self.peak * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
+        if self.warmup == 0.0 {
+            return cosine(epoch as f64 / epochs as f64);
+        }
+        let progress = step as f64 / steps.max(1) as f64;
+        if progress < self.warmup {
+            self.peak * (progress / self.warmup).max(0.01)
+        } else {
+            cosine((progress - self.warmup) / (1.0 - self.warmup))
+        }
+    }
 }
 
 /// Mean binary cross-entropy on logits, in the overflow-free form

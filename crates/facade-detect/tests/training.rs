@@ -121,3 +121,79 @@ fn held_out_sources_are_never_opened() {
     );
     assert!(record.get("congress").is_some());
 }
+
+/// EfficientNet-Lite0 fine-tuned from its ImageNet weights: deterministic for a seed, the
+/// model records its network and loads back as it, and the pretrained weights were used (the
+/// fine-tuned network is close to them, not to a fresh initialisation).
+#[test]
+fn lite0_fine_tuning_is_deterministic_and_its_model_loads() {
+    let test = "lite0_fine_tuning_is_deterministic_and_its_model_loads";
+    let Some(_faces) = facade_image::fixtures::shared_faces_or_skip(test) else {
+        return;
+    };
+    let pretrained = facade_detect::lite0::default_pretrained_path();
+    if !pretrained.is_file() {
+        facade_image::fixtures::skip_unless_ci(
+            test,
+            &format!("no ImageNet weights at {}", pretrained.display()),
+            facade_detect::lite0::HOW_TO_GET_PRETRAINED,
+        );
+        return;
+    }
+    let mut config = small_config();
+    config.lite0_input_side = Some(64);
+    config.classifiers = 1;
+    config.epochs = 1;
+    config.samples_per_epoch = 128;
+    let dirs = [
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    ];
+    for dir in &dirs {
+        let trained = train(&config, &|_| {}).expect("train");
+        trained
+            .detectors
+            .save(dir.path(), &trained.classifier_weights)
+            .expect("save");
+    }
+    let weights = |dir: &tempfile::TempDir| {
+        std::fs::read(dir.path().join("detectors.safetensors")).expect("read")
+    };
+    assert!(
+        weights(&dirs[0]) == weights(&dirs[1]),
+        "Lite0 weights differ between two runs with the same seed"
+    );
+    let model = Detectors::load(dirs[0].path()).expect("load");
+    let training = &model.parameters().training;
+    assert_eq!(training["classifier_backbone"], "lite0");
+    assert_eq!(training["lite0_input_side"], 64);
+    assert_eq!(model.classifier_members(), 1);
+
+    // One epoch of 128 faces at a small learning rate moves the stem only a little from
+    // ImageNet's weights.
+    let tuned = candle_core::safetensors::load(
+        dirs[0].path().join("detectors.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .expect("tuned");
+    let start =
+        candle_core::safetensors::load(&pretrained, &candle_core::Device::Cpu).expect("start");
+    let a: Vec<f32> = tuned["classifier.lite0.stem.weight"]
+        .flatten_all()
+        .and_then(|t| t.to_vec1())
+        .expect("tuned stem");
+    let b: Vec<f32> = start["lite0.stem.weight"]
+        .flatten_all()
+        .and_then(|t| t.to_vec1())
+        .expect("pretrained stem");
+    let moved = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max);
+    let scale = b.iter().map(|v| v.abs()).fold(0.0, f32::max);
+    assert!(
+        moved > 0.0 && moved < 0.1 * scale,
+        "stem moved by {moved} (weights up to {scale})"
+    );
+}
