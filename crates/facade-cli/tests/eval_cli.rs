@@ -63,10 +63,12 @@ const GUARD_PER_SOURCE: &str = "100";
 
 /// Held-out figures through the real binary, as regression guards. They sit at what the
 /// committed model measures on this sample (README, "Measured") minus a margin, not at the
-/// issue's targets: on this sample (1,091 images) the committed model measures pooled AUC
-/// 0.920 / 0.918 (original / 200 px), TPR at FPR 1% 34% / 33%, StyleGAN sources AUC
-/// 0.931–0.965, Stable Diffusion AUC 0.784 / 0.770 (peer 0.278 / 0.269), and flags 0–3% of
-/// each real source (FFHQ forms 2–5%) at the pooled 1% threshold.
+/// issue's targets: on this sample (1,091 images) the committed model (stop 25, fine-tuned
+/// EfficientNet-Lite0) measures pooled AUC 0.965 / 0.962 (original / 200 px), TPR at FPR 1%
+/// 54% / 42%, StyleGAN sources AUC 0.966–0.982, Stable Diffusion AUC 0.914 / 0.905 (peer
+/// 0.278 / 0.269), and flags 0% of each real source but FFHQ (its forms 2–4%) at the pooled
+/// 1% threshold. (The stop-15 small network measured 0.920 / 0.918, 34% / 33%, 0.931–0.965,
+/// 0.784 / 0.770 here.)
 #[test]
 fn held_out_figures_do_not_regress() {
     let Some(_faces) =
@@ -88,8 +90,8 @@ fn held_out_figures_do_not_regress() {
     assert_eq!(conditions[0]["condition"], "original");
     for condition in conditions {
         let facade = &condition["facade"];
-        assert!(rate(&facade["auc"]) >= 0.90, "{facade}");
-        assert!(rate(&facade["tpr_at_fpr_1pct"]) >= 0.25, "{facade}");
+        assert!(rate(&facade["auc"]) >= 0.94, "{facade}");
+        assert!(rate(&facade["tpr_at_fpr_1pct"]) >= 0.35, "{facade}");
         assert!(
             rate(&facade["auc"]) > rate(&condition["peer"]["auc"]) + 0.1,
             "{condition}"
@@ -101,13 +103,13 @@ fn held_out_figures_do_not_regress() {
             "stylegan1-140k",
         ] {
             let s = source(condition, stylegan, "fake");
-            assert!(rate(&s["facade"]["auc"]) >= 0.90, "{stylegan}: {s}");
+            assert!(rate(&s["facade"]["auc"]) >= 0.94, "{stylegan}: {s}");
         }
         let sd = source(condition, "sdfd", "fake");
-        assert!(rate(&sd["facade"]["auc"]) >= 0.72, "{sd}");
+        assert!(rate(&sd["facade"]["auc"]) >= 0.86, "{sd}");
         // Ahead of GANEyeDistance where it matters most: the generator it cannot see.
         assert!(
-            rate(&sd["facade"]["auc"]) > rate(&sd["peer"]["auc"]) + 0.3,
+            rate(&sd["facade"]["auc"]) > rate(&sd["peer"]["auc"]) + 0.5,
             "{sd}"
         );
         for real in ["congress", "utkface", "celeba-256", "flickr-portraits"] {
