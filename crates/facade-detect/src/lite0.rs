@@ -490,6 +490,72 @@ impl DepthwiseShape {
     }
 }
 
+impl DepthwiseShape {
+    /// The forward pass over channel-major `maps` `(C, N, H, W)`: `relu6(bias + Σ taps · input)`
+    /// per output, as `(C, N, H', W')`. It runs channels-last: the maps and weights are
+    /// transposed once so that each tap is one pass along all C channels of a pixel, which the
+    /// compiler vectorises (channel by channel, the last stages' 4×4 and 2×2 maps left rows of
+    /// two or four values per tap, and the op cost a fifth of a scan for 3% of its arithmetic).
+    /// Each output adds its taps in the order (ky, kx), skipping the padding, as the backward
+    /// pass's [`TapRow`]s visit them: the same floats as a channel-by-channel pass.
+    fn forward(&self, maps: &[f32], weight: &[f32], bias: &[f32], c: usize) -> Vec<f32> {
+        let (n, h, w, k) = (self.n, self.h, self.w, self.kernel);
+        let pad = k / 2;
+        let pixels_in = n * h * w;
+        let mut last = vec![0.0f32; pixels_in * c];
+        for (ch, plane) in maps.chunks_exact(pixels_in).enumerate() {
+            for (p, &v) in plane.iter().enumerate() {
+                last[p * c + ch] = v;
+            }
+        }
+        let mut taps = vec![0.0f32; k * k * c];
+        for (ch, row) in weight.chunks_exact(k * k).enumerate() {
+            for (tap, &v) in row.iter().enumerate() {
+                taps[tap * c + ch] = v;
+            }
+        }
+        let mut out_last = vec![0.0f32; n * self.oh * self.ow * c];
+        out_last
+            .par_chunks_mut(self.ow * c)
+            .enumerate()
+            .for_each(|(row, out_row)| {
+                let (b, oy) = (row / self.oh, row % self.oh);
+                for (ox, out) in out_row.chunks_exact_mut(c).enumerate() {
+                    out.copy_from_slice(bias);
+                    for ky in 0..k {
+                        let Some(iy) = (oy * self.stride + ky).checked_sub(pad).filter(|&y| y < h)
+                        else {
+                            continue;
+                        };
+                        for kx in 0..k {
+                            let Some(ix) =
+                                (ox * self.stride + kx).checked_sub(pad).filter(|&x| x < w)
+                            else {
+                                continue;
+                            };
+                            let x = &last[((b * h + iy) * w + ix) * c..][..c];
+                            let t = &taps[(ky * k + kx) * c..][..c];
+                            for ((o, &t), &x) in out.iter_mut().zip(t).zip(x) {
+                                *o += t * x;
+                            }
+                        }
+                    }
+                    for v in out.iter_mut() {
+                        *v = v.clamp(0.0, 6.0);
+                    }
+                }
+            });
+        let pixels_out = n * self.oh * self.ow;
+        let mut out = vec![0.0f32; c * pixels_out];
+        for (p, values) in out_last.chunks_exact(c).enumerate() {
+            for (ch, &v) in values.iter().enumerate() {
+                out[ch * pixels_out + p] = v;
+            }
+        }
+        out
+    }
+}
+
 /// One tap applied along one output row: outputs `output..output + len` read inputs
 /// `input, input + stride, ...` with weight `tap`.
 #[derive(Clone, Copy)]
@@ -523,33 +589,7 @@ impl CustomOp3 for Depthwise {
             candle_core::bail!("depthwise weights do not fit {c} channels of {k2} taps");
         }
         let shape = self.shape(n, h, w);
-        let (plane_in, plane_out) = (n * h * w, n * shape.oh * shape.ow);
-        let mut out = vec![0.0f32; c * plane_out];
-        out.par_chunks_mut(plane_out)
-            .enumerate()
-            .for_each(|(ch, out)| {
-                let input = &maps[ch * plane_in..][..plane_in];
-                let taps = &weight[ch * k2..][..k2];
-                out.fill(bias[ch]);
-                let stride = shape.stride;
-                shape.for_each_tap_row(|r| {
-                    let weight = taps[r.tap];
-                    let out = &mut out[r.output..][..r.len];
-                    if stride == 1 {
-                        for (o, i) in out.iter_mut().zip(&input[r.input..][..r.len]) {
-                            *o += weight * i;
-                        }
-                    } else {
-                        let input = input[r.input..].iter().step_by(stride);
-                        for (o, i) in out.iter_mut().zip(input) {
-                            *o += weight * i;
-                        }
-                    }
-                });
-                for v in out.iter_mut() {
-                    *v = v.clamp(0.0, 6.0);
-                }
-            });
+        let out = shape.forward(maps, weight, bias, c);
         Ok((
             CpuStorage::F32(out),
             Shape::from((c, n, shape.oh, shape.ow)),
