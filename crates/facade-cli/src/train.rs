@@ -37,11 +37,17 @@ pub struct TrainArgs {
     /// small network of earlier models trained from scratch.
     #[arg(long, value_enum, default_value_t = Backbone::Lite0)]
     backbone: Backbone,
-    /// Lite0 only: the side the 64 px face crop is resized to before the network.
+    /// Lite0 only: the side the face crop is resized to before the network.
     #[arg(long, value_name = "N", default_value_t = facade_detect::training::DEFAULT_LITE0_INPUT_SIDE as u16,
           value_parser = clap::value_parser!(u16).range(
               facade_detect::lite0::MIN_INPUT_SIDE as i64..=facade_detect::lite0::MAX_INPUT_SIDE as i64))]
     input_side: u16,
+    /// Side of the aligned face crop, in pixels [default: 96 for Lite0; the small network reads
+    /// 64 only]. Larger crops keep the finer detail of large pictures.
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(
+              *facade_detect::align::CROP_SIDES.start() as i64..=*facade_detect::align::CROP_SIDES.end() as i64))]
+    crop_side: Option<u16>,
     /// Lite0 only: the ImageNet weights it starts from [default: what
     /// scripts/convert_lite0_weights.py writes, target/pretrained/efficientnet-lite0.safetensors].
     #[arg(long, value_name = "FILE")]
@@ -52,6 +58,10 @@ pub struct TrainArgs {
           value_parser = clap::value_parser!(u16)
               .range(1..=facade_detect::classifier::MAX_WIDTH as i64))]
     classifier_width: u16,
+    /// Focal-loss exponent of the classifier's training: faces it already gets right with
+    /// confidence weigh (1 - p)^G of their loss (0: plain cross-entropy).
+    #[arg(long, value_name = "G", default_value_t = facade_detect::training::DEFAULT_FOCAL_GAMMA)]
+    focal_gamma: f64,
     /// Faces drawn per epoch.
     #[arg(long, default_value_t = 4096)]
     samples_per_epoch: usize,
@@ -81,6 +91,17 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         Backbone::Lite0 => Some(usize::from(args.input_side)),
         Backbone::Small => None,
     };
+    config.crop_side = match (args.crop_side, args.backbone) {
+        (Some(side), _) => usize::from(side),
+        (None, Backbone::Lite0) => facade_detect::training::DEFAULT_CROP_SIDE,
+        (None, Backbone::Small) => facade_detect::align::CROP_SIDE,
+    };
+    anyhow::ensure!(
+        (0.0..=5.0).contains(&args.focal_gamma),
+        "--focal-gamma must be 0 to 5, not {}",
+        args.focal_gamma
+    );
+    config.focal_gamma = args.focal_gamma;
     if let Some(pretrained) = args.pretrained {
         config.pretrained = pretrained;
     }

@@ -5,8 +5,8 @@
 //! mmap threshold (see facade-cli's train.rs); to time the step as training runs it, set
 //! `MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=268435456`.
 //! `FACADE_CLASSIFIER_WIDTH=N` times the small network at width N (default: training's
-//! default); `FACADE_LITE0_SIDE=S` times EfficientNet-Lite0 on crops resized to S pixels, and
-//! its forward pass alone (what a scan pays per view).
+//! default); `FACADE_LITE0_SIDE=S` times EfficientNet-Lite0 on S px crops read at S px (as
+//! `facade train`'s defaults do), and its forward pass alone (what a scan pays per view).
 
 use std::time::Instant;
 
@@ -61,9 +61,7 @@ fn lite0(side: usize) -> candle_core::Result<()> {
         VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu).pp("classifier"),
         side,
     )?;
-    let crop: Vec<u8> = (0..3 * CROP_SIDE * CROP_SIDE)
-        .map(|i| (i * 7 % 251) as u8)
-        .collect();
+    let crop: Vec<u8> = (0..3 * side * side).map(|i| (i * 7 % 251) as u8).collect();
     let crops: Vec<&[u8]> = (0..BATCH).map(|_| crop.as_slice()).collect();
     let started = Instant::now();
     for _ in 0..STEPS {

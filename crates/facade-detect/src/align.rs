@@ -14,8 +14,13 @@
 
 use facade_image::{Planes, RgbImage};
 
-/// Side of the aligned crop in pixels.
+/// Side of the aligned crop in pixels that the small network reads, and the default.
+/// Fine-tuned Lite0 models may record another side (`crop_side`): at 64 px the inner face of a
+/// 256 px picture is already halved and that of a 1024 px StyleGAN picture shrunk ninefold.
 pub const CROP_SIDE: usize = 64;
+
+/// Smallest and largest crop side a model may ask for.
+pub const CROP_SIDES: std::ops::RangeInclusive<usize> = 32..=256;
 
 /// The five-point template of ArcFace-style alignment (left eye, right eye, nose, left and
 /// right mouth corner) for a 112 px crop, which spans forehead to chin.
@@ -111,7 +116,7 @@ pub struct Jitter {
     pub mirror: bool,
 }
 
-/// The aligned crop of one face: `3 × CROP_SIDE × CROP_SIDE` values in `[0, 255]`, plane by
+/// The aligned crop of one face: `3 × side × side` values in `[0, 255]`, plane by
 /// plane, with the fraction of its pixels that had to come from beyond the frame.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlignedCrop {
@@ -119,10 +124,14 @@ pub struct AlignedCrop {
     pub outside_fraction: f32,
 }
 
-/// Samples the aligned crop of the face with these landmarks.
-pub fn aligned_crop(image: &RgbImage, landmarks: &[[f32; 2]; 5], jitter: Jitter) -> AlignedCrop {
-    let side = CROP_SIDE;
-    let to_image = crop_to_image(landmarks, jitter);
+/// Samples the `side` px aligned crop of the face with these landmarks.
+pub fn aligned_crop(
+    image: &RgbImage,
+    landmarks: &[[f32; 2]; 5],
+    jitter: Jitter,
+    side: usize,
+) -> AlignedCrop {
+    let to_image = crop_to_image(landmarks, jitter, side);
     // Area-downscale the region the crop covers so that one intermediate pixel is about one
     // crop pixel, then sample it bilinearly.
     let corners = [
@@ -184,13 +193,12 @@ pub fn aligned_crop(image: &RgbImage, landmarks: &[[f32; 2]; 5], jitter: Jitter)
 }
 
 /// The transform from crop pixels to image pixels for these landmarks and jitter.
-fn crop_to_image(landmarks: &[[f32; 2]; 5], jitter: Jitter) -> Similarity {
-    let side = CROP_SIDE as f32;
-    let centre = side / 2.0;
+fn crop_to_image(landmarks: &[[f32; 2]; 5], jitter: Jitter, side: usize) -> Similarity {
+    let centre = side as f32 / 2.0;
     let (sin, cos) = jitter.angle.sin_cos();
     let k = 1.0 + jitter.scale;
     // Jitter moves the template: rotate and scale it about the crop centre, then shift.
-    let moved = template(CROP_SIDE).map(|[x, y]| {
+    let moved = template(side).map(|[x, y]| {
         let (u, v) = (x - centre, y - centre);
         [
             centre + k * (cos * u - sin * v) + jitter.dx,
@@ -258,8 +266,8 @@ mod tests {
     #[test]
     fn crop_puts_landmarks_on_the_template() {
         // Paint a bright dot at each landmark of a big image; the crop must show the dots at
-        // the template positions whatever the image scale.
-        for scale in [1.0f32, 4.0, 10.0] {
+        // the template positions whatever the image scale and the crop side.
+        for (scale, side) in [(1.0f32, 64), (4.0, 64), (10.0, 64), (1.0, 128), (4.0, 96)] {
             let size = (CROP_SIDE as f32 * scale * 1.5) as u32;
             let offset = CROP_SIDE as f32 * scale * 0.25;
             let landmarks =
@@ -274,11 +282,15 @@ mod tests {
                     }
                 }
             }
-            let crop = aligned_crop(&image, &landmarks, Jitter::default());
+            let crop = aligned_crop(&image, &landmarks, Jitter::default(), side);
+            assert_eq!(crop.pixels.len(), 3 * side * side);
             assert_eq!(crop.outside_fraction, 0.0);
-            for [x, y] in template(CROP_SIDE) {
-                let v = crop.pixels[y as usize * CROP_SIDE + x as usize];
-                assert!(v > 100, "scale {scale}: dot at ({x}, {y}) reads {v}");
+            for [x, y] in template(side) {
+                let v = crop.pixels[y as usize * side + x as usize];
+                assert!(
+                    v > 100,
+                    "scale {scale}, side {side}: dot at ({x}, {y}) reads {v}"
+                );
             }
         }
     }
@@ -287,7 +299,7 @@ mod tests {
     fn faces_past_the_frame_report_the_outside_fraction() {
         let image = RgbImage::from_pixel(50, 50, image::Rgb([10, 20, 30]));
         let landmarks = template(CROP_SIDE).map(|[x, y]| [x - 20.0, y - 20.0]);
-        let crop = aligned_crop(&image, &landmarks, Jitter::default());
+        let crop = aligned_crop(&image, &landmarks, Jitter::default(), CROP_SIDE);
         assert!(crop.outside_fraction > 0.3);
         // Edge pixels repeat: the whole crop has the image's colour.
         assert!(crop.pixels[..CROP_SIDE * CROP_SIDE]

@@ -27,8 +27,6 @@ use std::path::{Path, PathBuf};
 use candle_nn::{linear, Linear, VarBuilder, VarMap};
 use rayon::prelude::*;
 
-use crate::align::CROP_SIDE;
-
 /// One stage of the network: `(repeats, kernel, stride of its first block, expansion, out)`.
 const STAGES: [(usize, usize, usize, usize, usize); 7] = [
     (1, 3, 1, 1, 16),
@@ -211,27 +209,44 @@ impl Lite0 {
         self.out.forward(&self.features(x)?)?.squeeze(1)
     }
 
-    /// The network's input for aligned crops (`3 × 64 × 64` bytes each, plane by plane):
-    /// resized bilinearly to the input side, normalised by ImageNet's statistics, mirrored where
-    /// `mirror[i]`, channel-major `(3, N, S, S)`.
+    /// The network's input for aligned crops (`3 × c × c` bytes each, plane by plane, every
+    /// crop of one side `c`): resized bilinearly to the input side (a copy when `c` is that
+    /// side), normalised by ImageNet's statistics, mirrored where `mirror[i]`, channel-major
+    /// `(3, N, S, S)`.
     pub fn input(&self, crops: &[&[u8]], mirror: &[bool], device: &Device) -> Result<Tensor> {
         let side = self.input_side;
-        let taps = resize_taps(CROP_SIDE, side);
+        let crop_side = match crops.first() {
+            Some(first) => crop_side_of(first.len())?,
+            None => side,
+        };
+        let taps = resize_taps(crop_side, side);
         let n = crops.len();
         let mut data = vec![0.0f32; 3 * n * side * side];
         for (i, crop) in crops.iter().enumerate() {
-            if crop.len() != 3 * CROP_SIDE * CROP_SIDE {
-                candle_core::bail!("crop {i} has {} bytes", crop.len());
+            if crop.len() != 3 * crop_side * crop_side {
+                candle_core::bail!(
+                    "crop {i} has {} bytes, not 3 × {crop_side}² like the first",
+                    crop.len()
+                );
             }
             let flip = mirror.get(i).copied().unwrap_or(false);
             for ch in 0..3 {
-                let plane = &crop[ch * CROP_SIDE * CROP_SIDE..][..CROP_SIDE * CROP_SIDE];
+                let plane = &crop[ch * crop_side * crop_side..][..crop_side * crop_side];
                 let out = &mut data[(ch * n + i) * side * side..][..side * side];
-                resize_plane(plane, out, &taps, flip, MEAN[ch], STD[ch]);
+                resize_plane(plane, crop_side, out, &taps, flip, MEAN[ch], STD[ch]);
             }
         }
         Tensor::from_vec(data, (3, n, side, side), device)
     }
+}
+
+/// The side `c` of a square three-plane crop of `len` bytes (`len = 3c²`).
+fn crop_side_of(len: usize) -> Result<usize> {
+    let side = ((len / 3) as f64).sqrt().round() as usize;
+    if side == 0 || 3 * side * side != len {
+        candle_core::bail!("a crop of {len} bytes is not three square planes");
+    }
+    Ok(side)
 }
 
 /// Where `scripts/convert_lite0_weights.py` writes the ImageNet weights by default (in the
@@ -298,6 +313,7 @@ fn resize_taps(from: usize, to: usize) -> Vec<(usize, usize, f32)> {
 
 fn resize_plane(
     plane: &[u8],
+    plane_side: usize,
     out: &mut [f32],
     taps: &[(usize, usize, f32)],
     flip: bool,
@@ -306,8 +322,8 @@ fn resize_plane(
 ) {
     let side = taps.len();
     let at = |y: usize, x: usize| {
-        let x = if flip { CROP_SIDE - 1 - x } else { x };
-        f32::from(plane[y * CROP_SIDE + x])
+        let x = if flip { plane_side - 1 - x } else { x };
+        f32::from(plane[y * plane_side + x])
     };
     for (oy, &(y0, y1, fy)) in taps.iter().enumerate() {
         for (ox, &(x0, x1, fx)) in taps.iter().enumerate() {
@@ -685,6 +701,7 @@ impl Depthwise {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::align::CROP_SIDE;
     use candle_core::{DType, Var};
     use candle_nn::VarMap;
     use rand::{Rng, SeedableRng};
@@ -937,5 +954,23 @@ mod tests {
         let right = (10.0 - MEAN[0]) / STD[0];
         assert!((v[0] - left).abs() < 1e-5 && (v[127] - right).abs() < 1e-5);
         assert!((v[plane] - right).abs() < 1e-5 && (v[plane + 127] - left).abs() < 1e-5);
+    }
+
+    #[test]
+    fn crops_at_the_input_side_are_copied_and_mixed_or_odd_crops_refused() {
+        let map = VarMap::new();
+        let net =
+            Lite0::new(VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu), 96).expect("build");
+        let crop: Vec<u8> = (0..3 * 96 * 96).map(|i| (i * 7 % 251) as u8).collect();
+        let x = net.input(&[&crop], &[false], &Device::Cpu).expect("input");
+        let v: Vec<f32> = x.flatten_all().expect("f").to_vec1().expect("v");
+        for (i, (&byte, &got)) in crop.iter().zip(&v).enumerate() {
+            let ch = i / (96 * 96);
+            let want = (f32::from(byte) - MEAN[ch]) / STD[ch];
+            assert!((got - want).abs() < 1e-5, "value {i}: {got} vs {want}");
+        }
+        let small = vec![0u8; 3 * 64 * 64];
+        assert!(net.input(&[&crop, &small], &[], &Device::Cpu).is_err());
+        assert!(net.input(&[&crop[1..]], &[], &Device::Cpu).is_err());
     }
 }

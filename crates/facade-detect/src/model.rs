@@ -20,7 +20,7 @@ use facade_face::Face;
 use facade_image::RgbImage;
 use serde::{Deserialize, Serialize};
 
-use crate::align::{aligned_crop, Jitter, CROP_SIDE};
+use crate::align::{aligned_crop, Jitter, CROP_SIDE, CROP_SIDES};
 use crate::classifier::{Architecture, ClassifierEnsemble, MAX_MEMBERS, MAX_WIDTH};
 use crate::embedding::{frame_thumbnail, FrameEmbedding, COMPONENTS, FRAME_SIDE};
 use crate::fusion::{threshold_for_fpr, Contribution, Fusion, Raw};
@@ -67,6 +67,8 @@ pub struct Detectors {
     parameters: Parameters,
     embedding: FrameEmbedding,
     classifier: ClassifierEnsemble,
+    /// Side of the aligned crops the classifier was trained on, and so reads.
+    crop_side: usize,
     training_set: Vec<String>,
     /// 16 hex digits of the SHA-256 of the weights and parameters: which model this is.
     fingerprint: String,
@@ -123,11 +125,10 @@ impl Detectors {
         };
         let parameters: Parameters = serde_json::from_str(parameters)?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)?;
-        let classifier = ClassifierEnsemble::load(
-            &vb,
-            classifier_members(&parameters)?,
-            classifier_architecture(&parameters)?,
-        )?;
+        let architecture = classifier_architecture(&parameters)?;
+        let classifier =
+            ClassifierEnsemble::load(&vb, classifier_members(&parameters)?, architecture)?;
+        let crop_side = recorded_crop_side(&parameters, architecture)?;
         let dim = FRAME_SIDE * FRAME_SIDE;
         let embedding = FrameEmbedding {
             mean: vb.get(dim, "embedding.mean")?.to_vec1()?,
@@ -136,18 +137,6 @@ impl Detectors {
                 .flatten_all()?
                 .to_vec1()?,
         };
-        // The classifier's weights fit any crop size (it pools globally), so a model trained
-        // on other crops would load and silently judge wrongly: refuse it instead.
-        let crop_side = parameters
-            .training
-            .get("crop_side")
-            .and_then(|v| v.as_u64());
-        if crop_side != Some(CROP_SIDE as u64) {
-            return Err(ModelError::Inconsistent(format!(
-                "the classifier was trained on {} px face crops, this build crops at {CROP_SIDE} px",
-                crop_side.map_or("unrecorded".to_owned(), |s| s.to_string())
-            )));
-        }
         if parameters.geometry.mean.len() != 10 || parameters.geometry.precision.len() != 100 {
             return Err(ModelError::Inconsistent(
                 "geometry must have 10 dimensions".into(),
@@ -163,6 +152,7 @@ impl Detectors {
             parameters,
             embedding,
             classifier,
+            crop_side,
             training_set,
             fingerprint,
         })
@@ -173,12 +163,14 @@ impl Detectors {
         parameters: Parameters,
         embedding: FrameEmbedding,
         classifier: ClassifierEnsemble,
+        crop_side: usize,
         training_set: Vec<String>,
     ) -> Detectors {
         Detectors {
             parameters,
             embedding,
             classifier,
+            crop_side,
             training_set,
             // Not saved yet: a fingerprint comes with the files (`load`).
             fingerprint: "unsaved".into(),
@@ -254,7 +246,9 @@ impl Detectors {
         let embedding = self.embedding.reconstruction_error(&frame_thumbnail(image));
         let crops: Vec<Vec<u8>> = faces
             .iter()
-            .map(|face| aligned_crop(image, &face.landmarks, Jitter::default()).pixels)
+            .map(|face| {
+                aligned_crop(image, &face.landmarks, Jitter::default(), self.crop_side).pixels
+            })
             .collect();
         let logits = self
             .classifier
@@ -319,6 +313,33 @@ fn classifier_architecture(parameters: &Parameters) -> Result<Architecture, Mode
             "unknown classifier_backbone {other:?} (this build knows \"small\" and \"lite0\")"
         ))),
     }
+}
+
+/// The side of the crops the classifier was trained on. The weights fit any crop size (the
+/// networks pool globally), so a model read at another side would load and silently judge
+/// wrongly: the record must name it, 64 for the small network, within [`CROP_SIDES`] for Lite0.
+fn recorded_crop_side(
+    parameters: &Parameters,
+    architecture: Architecture,
+) -> Result<usize, ModelError> {
+    let recorded = parameters
+        .training
+        .get("crop_side")
+        .and_then(|v| v.as_u64())
+        .and_then(|n| usize::try_from(n).ok());
+    let fits = match architecture {
+        Architecture::Small { .. } => |side: &usize| *side == CROP_SIDE,
+        Architecture::Lite0 { .. } => |side: &usize| CROP_SIDES.contains(side),
+    };
+    recorded.filter(fits).ok_or_else(|| {
+        ModelError::Inconsistent(format!(
+            "the classifier was trained on {} px face crops; this build reads {} px crops with the small network and {}-{} px with Lite0",
+            recorded.map_or("unrecorded".to_owned(), |s| s.to_string()),
+            CROP_SIDE,
+            CROP_SIDES.start(),
+            CROP_SIDES.end()
+        ))
+    })
 }
 
 /// The number of classifiers the model's record names; models from before ensembles had one

@@ -26,6 +26,7 @@ fn small_config() -> TrainConfig {
     config.threads = 2;
     // The small network, which needs no downloaded weights; Lite0 has its own test below.
     config.lite0_input_side = None;
+    config.crop_side = facade_detect::align::CROP_SIDE;
     config
 }
 
@@ -143,7 +144,8 @@ fn lite0_fine_tuning_is_deterministic_and_its_model_loads() {
         return;
     }
     let mut config = small_config();
-    config.lite0_input_side = Some(64);
+    config.lite0_input_side = Some(96);
+    config.crop_side = 96;
     config.classifiers = 1;
     config.epochs = 1;
     config.samples_per_epoch = 128;
@@ -168,7 +170,12 @@ fn lite0_fine_tuning_is_deterministic_and_its_model_loads() {
     let model = Detectors::load(dirs[0].path()).expect("load");
     let training = &model.parameters().training;
     assert_eq!(training["classifier_backbone"], "lite0");
-    assert_eq!(training["lite0_input_side"], 64);
+    assert_eq!(training["lite0_input_side"], 96);
+    assert_eq!(training["crop_side"], 96);
+    assert_eq!(
+        training["pretrained"]["file"],
+        "efficientnet-lite0.safetensors"
+    );
     assert_eq!(model.classifier_members(), 1);
 
     // One epoch of 128 faces at a small learning rate moves the stem only a little from
