@@ -19,7 +19,7 @@
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Module, Result, Shape, Tensor, D};
 use candle_nn::{conv2d, linear, Conv2d, Conv2dConfig, Linear, VarBuilder};
 
-use crate::align::CROP_SIDE;
+use crate::align::{CROP_SIDE, CROP_SIDES};
 
 /// Channels of the input and the four convolutions at width 1.
 pub const CHANNELS: [usize; 5] = [3, 16, 32, 64, 64];
@@ -115,6 +115,27 @@ impl Architecture {
         match *self {
             Architecture::Small { width } => ("small", width),
             Architecture::Lite0 { input_side } => ("lite0", input_side),
+        }
+    }
+
+    /// Whether this network can be trained on and read crops of `side` pixels. The weights fit
+    /// any crop size (the networks pool globally), so this is the one place that says which
+    /// sides are meant: 64 for the small network, any of [`CROP_SIDES`] for Lite0 (resized to
+    /// its input side).
+    pub fn reads_crop_side(&self, side: usize) -> bool {
+        match self {
+            Architecture::Small { .. } => side == CROP_SIDE,
+            Architecture::Lite0 { .. } => CROP_SIDES.contains(&side),
+        }
+    }
+
+    /// What [`Architecture::reads_crop_side`] allows, in words for an error message.
+    pub fn crop_sides_read(&self) -> String {
+        match self {
+            Architecture::Small { .. } => format!("{CROP_SIDE} px"),
+            Architecture::Lite0 { .. } => {
+                format!("{}-{} px", CROP_SIDES.start(), CROP_SIDES.end())
+            }
         }
     }
 }

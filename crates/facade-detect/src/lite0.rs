@@ -504,9 +504,7 @@ impl DepthwiseShape {
             }
         }
     }
-}
 
-impl DepthwiseShape {
     /// The forward pass over channel-major `maps` `(C, N, H, W)`: `relu6(bias + Σ taps · input)`
     /// per output, as `(C, N, H', W')`. It runs channels-last: the maps and weights are
     /// transposed once so that each tap is one pass along all C channels of a pixel, which the
@@ -517,19 +515,8 @@ impl DepthwiseShape {
     fn forward(&self, maps: &[f32], weight: &[f32], bias: &[f32], c: usize) -> Vec<f32> {
         let (n, h, w, k) = (self.n, self.h, self.w, self.kernel);
         let pad = k / 2;
-        let pixels_in = n * h * w;
-        let mut last = vec![0.0f32; pixels_in * c];
-        for (ch, plane) in maps.chunks_exact(pixels_in).enumerate() {
-            for (p, &v) in plane.iter().enumerate() {
-                last[p * c + ch] = v;
-            }
-        }
-        let mut taps = vec![0.0f32; k * k * c];
-        for (ch, row) in weight.chunks_exact(k * k).enumerate() {
-            for (tap, &v) in row.iter().enumerate() {
-                taps[tap * c + ch] = v;
-            }
-        }
+        let last = transposed(maps, c, n * h * w);
+        let taps = transposed(weight, c, k * k);
         let mut out_last = vec![0.0f32; n * self.oh * self.ow * c];
         out_last
             .par_chunks_mut(self.ow * c)
@@ -561,15 +548,20 @@ impl DepthwiseShape {
                     }
                 }
             });
-        let pixels_out = n * self.oh * self.ow;
-        let mut out = vec![0.0f32; c * pixels_out];
-        for (p, values) in out_last.chunks_exact(c).enumerate() {
-            for (ch, &v) in values.iter().enumerate() {
-                out[ch * pixels_out + p] = v;
-            }
-        }
-        out
+        transposed(&out_last, n * self.oh * self.ow, c)
     }
+}
+
+/// The `cols × rows` transpose of a row-major `rows × cols` matrix (channel-major planes to
+/// channels-last pixels and back).
+fn transposed(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; rows * cols];
+    for (r, row) in data.chunks_exact(cols).enumerate() {
+        for (col, &v) in row.iter().enumerate() {
+            out[col * rows + r] = v;
+        }
+    }
+    out
 }
 
 /// One tap applied along one output row: outputs `output..output + len` read inputs

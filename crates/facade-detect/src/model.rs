@@ -20,7 +20,7 @@ use facade_face::Face;
 use facade_image::RgbImage;
 use serde::{Deserialize, Serialize};
 
-use crate::align::{aligned_crop, Jitter, CROP_SIDE, CROP_SIDES};
+use crate::align::{aligned_crop, Jitter};
 use crate::classifier::{Architecture, ClassifierEnsemble, MAX_MEMBERS, MAX_WIDTH};
 use crate::embedding::{frame_thumbnail, FrameEmbedding, COMPONENTS, FRAME_SIDE};
 use crate::fusion::{threshold_for_fpr, Contribution, Fusion, Raw};
@@ -315,9 +315,9 @@ fn classifier_architecture(parameters: &Parameters) -> Result<Architecture, Mode
     }
 }
 
-/// The side of the crops the classifier was trained on. The weights fit any crop size (the
-/// networks pool globally), so a model read at another side would load and silently judge
-/// wrongly: the record must name it, 64 for the small network, within [`CROP_SIDES`] for Lite0.
+/// The side of the crops the classifier was trained on. A model read at another side would
+/// load and silently judge wrongly, so the record must name one its network reads
+/// ([`Architecture::reads_crop_side`]).
 fn recorded_crop_side(
     parameters: &Parameters,
     architecture: Architecture,
@@ -327,19 +327,16 @@ fn recorded_crop_side(
         .get("crop_side")
         .and_then(|v| v.as_u64())
         .and_then(|n| usize::try_from(n).ok());
-    let fits = match architecture {
-        Architecture::Small { .. } => |side: &usize| *side == CROP_SIDE,
-        Architecture::Lite0 { .. } => |side: &usize| CROP_SIDES.contains(side),
-    };
-    recorded.filter(fits).ok_or_else(|| {
-        ModelError::Inconsistent(format!(
-            "the classifier was trained on {} px face crops; this build reads {} px crops with the small network and {}-{} px with Lite0",
-            recorded.map_or("unrecorded".to_owned(), |s| s.to_string()),
-            CROP_SIDE,
-            CROP_SIDES.start(),
-            CROP_SIDES.end()
-        ))
-    })
+    recorded
+        .filter(|&side| architecture.reads_crop_side(side))
+        .ok_or_else(|| {
+            ModelError::Inconsistent(format!(
+                "the classifier was trained on {} px face crops; its network ({}) reads {}",
+                recorded.map_or("unrecorded".to_owned(), |s| s.to_string()),
+                architecture.describe().0,
+                architecture.crop_sides_read()
+            ))
+        })
 }
 
 /// The number of classifiers the model's record names; models from before ensembles had one

@@ -351,22 +351,17 @@ fn pretrained_record(path: &std::path::Path) -> serde_json::Value {
     })
 }
 
-/// The small network reads 64 px crops only; Lite0 any side of [`crate::align::CROP_SIDES`].
+/// The crop side must be one the configured network reads ([`Architecture::reads_crop_side`]).
 fn check_crop_side(config: &TrainConfig) -> Result<(), TrainError> {
-    let fits = match config.architecture() {
-        Architecture::Small { .. } => config.crop_side == crate::align::CROP_SIDE,
-        Architecture::Lite0 { .. } => crate::align::CROP_SIDES.contains(&config.crop_side),
-    };
-    if fits {
+    let architecture = config.architecture();
+    if architecture.reads_crop_side(config.crop_side) {
         Ok(())
     } else {
         Err(TrainError::Config(format!(
-            "crop side {} does not fit {}: the small network reads {} px crops, Lite0 {}-{} px",
+            "crop side {} does not fit {}, which reads {}",
             config.crop_side,
-            config.architecture().describe().0,
-            crate::align::CROP_SIDE,
-            crate::align::CROP_SIDES.start(),
-            crate::align::CROP_SIDES.end()
+            architecture.describe().0,
+            architecture.crop_sides_read()
         )))
     }
 }
