@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use crossbeam_channel::{bounded, Receiver, Sender};
-use facade_detect::Judge;
+use facade_detect::{Judge, JudgingPool};
 use facade_face::{DetectorConfig, MinFace, DEFAULT_MAX_FACES};
 use facade_image::DecodeLimits;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -126,6 +126,7 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
         .max(1);
     let judge = args.judge.judge(args.faces_only)?;
     let limits = args.judge.limits();
+    let pool = JudgingPool::new(threads)?;
     let mut writer = RecordWriter::to(args.format, args.output.as_deref())?;
     let progress = progress_bar(!args.no_progress && std::io::stderr().is_terminal());
 
@@ -139,14 +140,16 @@ pub fn run(args: ScanArgs) -> anyhow::Result<ExitCode> {
             drop(input_tx);
             skipped
         });
-        for _ in 0..threads {
-            let (rx, tx, judge) = (input_rx.clone(), record_tx.clone(), &judge);
-            scope.spawn(move || worker(rx, tx, judge, &limits));
-        }
-        drop((input_rx, record_tx));
+        let (judge, limits) = (&judge, &limits);
+        let judging = scope.spawn(move || {
+            pool.each(|| worker(input_rx.clone(), record_tx.clone(), judge, limits))
+        });
         let tally = write_in_order(record_rx, &mut writer, &progress)?;
         writer.finish().context("writing output")?;
         let skipped = walker.join().unwrap_or(0);
+        if judging.join().is_err() {
+            anyhow::bail!("a judging thread panicked");
+        }
         Ok((tally, skipped))
     })?;
     progress.finish_and_clear();

@@ -74,7 +74,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     } else {
         "no token: the API is open to anyone who can reach it"
     };
-    let router = facade_server::router(judge, store, config);
+    let pool = facade_detect::JudgingPool::new(config.scan_workers)?;
+    let router = facade_server::router(judge, pool, store, config);
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.addr)

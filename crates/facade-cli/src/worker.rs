@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use crossbeam_channel::{Receiver, Sender};
 use facade_detect::judge::read_limited;
-use facade_detect::Judge;
+use facade_detect::{Judge, JudgingPool};
 use facade_image::{sha256_hex, DecodeLimits};
 use facade_store::queue::{Completion, Job, Queue};
 use facade_store::{NewScan, StoreError, THUMBNAIL_SIDE};
@@ -106,6 +106,7 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         .max(1);
     let judge = args.judge.judge(false)?;
     let limits = args.judge.limits();
+    let pool = JudgingPool::new(threads)?;
     let retry = Retry::new(args.retry_for);
     // A worker started while the database is down (a fleet coming up before it) waits too.
     let Some(mut queue) = retry.run(&stop, || Queue::open(args.db.location()))? else {
@@ -127,19 +128,18 @@ pub fn run(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let tally = std::thread::scope(|scope| -> anyhow::Result<Tally> {
         let (job_tx, job_rx) = crossbeam_channel::unbounded::<(Job, Option<serde_json::Value>)>();
         let (outcome_tx, outcome_rx) = crossbeam_channel::unbounded::<(Job, Outcome)>();
-        for _ in 0..threads {
-            let (jobs, outcomes) = (job_rx.clone(), outcome_tx.clone());
-            let (judge, limits) = (&judge, &limits);
-            scope.spawn(move || {
-                for (job, stored) in jobs {
-                    let outcome = judge_job(&job, judge, limits, stored);
-                    if outcomes.send((job, outcome)).is_err() {
+        let (judge_ref, limits) = (&judge, &limits);
+        let pool = &pool;
+        scope.spawn(move || {
+            pool.each(|| {
+                for (job, stored) in job_rx.clone() {
+                    let outcome = judge_job(&job, judge_ref, limits, stored);
+                    if outcome_tx.send((job, outcome)).is_err() {
                         return;
                     }
                 }
-            });
-        }
-        drop(outcome_tx);
+            })
+        });
         let tally = feed_and_complete(
             &mut queue,
             &judge,

@@ -243,6 +243,46 @@ impl Judge {
     }
 }
 
+/// The threads images are judged on: a rayon pool of its own, one thread per judging worker.
+///
+/// Why not plain threads: the detectors' layers parallelise with rayon (the depthwise
+/// convolutions, candle's matrix products). Called from a plain thread, each such layer is
+/// handed to rayon's global pool while the caller sleeps, so with one judging thread per core
+/// there were twice as many busy threads as cores and a hand-over between threads for every
+/// layer of every view. Called from the pool's own threads, a layer runs where it is called and
+/// an idle thread helps a busy one.
+pub struct JudgingPool {
+    pool: rayon::ThreadPool,
+}
+
+impl JudgingPool {
+    /// A pool of `threads` threads (at least one).
+    pub fn new(threads: usize) -> Result<JudgingPool, rayon::ThreadPoolBuildError> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|i| format!("facade-judge-{i}"))
+            .build()?;
+        Ok(JudgingPool { pool })
+    }
+
+    /// How many threads judge.
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
+    /// Runs `work` once on every thread of the pool (a worker loop each) and returns when all
+    /// of them have.
+    pub fn each(&self, work: impl Fn() + Sync) {
+        self.pool.broadcast(|_| work());
+    }
+
+    /// Runs `work` on one of the pool's threads, the caller waiting for its result (one
+    /// hand-over per image, not per layer).
+    pub fn run<T: Send>(&self, work: impl FnOnce() -> T + Send) -> T {
+        self.pool.install(work)
+    }
+}
+
 /// The bytes of a file, refusing one larger than `max_bytes` without reading it all.
 pub fn read_limited(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
     let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;

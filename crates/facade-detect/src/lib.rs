@@ -37,6 +37,6 @@ pub mod record;
 pub mod training;
 
 pub use fusion::Contribution;
-pub use judge::{Judge, Judgement, Scanned};
+pub use judge::{Judge, Judgement, JudgingPool, Scanned};
 pub use model::{most_suspicious, Detectors, FaceScore, ModelError};
 pub use record::{Record, Verdict};

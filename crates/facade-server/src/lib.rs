@@ -31,7 +31,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
-use facade_detect::Judge;
+use facade_detect::{Judge, JudgingPool};
 use facade_image::DecodeLimits;
 use facade_store::Store;
 use tokio::sync::Semaphore;
@@ -80,6 +80,8 @@ impl Default for ServiceConfig {
 /// What every handler shares.
 pub(crate) struct AppState {
     pub judge: Judge,
+    /// The threads scans are judged on (as many as `config.scan_workers`).
+    pub pool: JudgingPool,
     pub store: Mutex<Store>,
     pub config: ServiceConfig,
     /// Scans admitted (running or queued); `try_acquire` failing means 503.
@@ -110,9 +112,11 @@ impl AppState {
     }
 }
 
-/// The whole service as an axum router.
-pub fn router(judge: Judge, store: Store, config: ServiceConfig) -> Router {
+/// The whole service as an axum router, judging uploads on `pool` (size it as
+/// `config.scan_workers`).
+pub fn router(judge: Judge, pool: JudgingPool, store: Store, config: ServiceConfig) -> Router {
     let state = Arc::new(AppState {
+        pool,
         admission: Arc::new(Semaphore::new(config.max_queued_scans.max(1))),
         workers: Arc::new(Semaphore::new(config.scan_workers.max(1))),
         judge,

@@ -155,7 +155,7 @@ async fn judge_upload(
     let state = state.clone();
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        judge_blocking(&state, name, &bytes)
+        state.pool.run(|| judge_blocking(&state, name, &bytes))
     })
     .await
     .map_err(|e| ApiError::internal("a scan task", e))?
