@@ -42,7 +42,7 @@ pub struct TrainArgs {
           value_parser = clap::value_parser!(u16).range(
               facade_detect::lite0::MIN_INPUT_SIDE as i64..=facade_detect::lite0::MAX_INPUT_SIDE as i64))]
     input_side: u16,
-    /// Side of the aligned face crop, in pixels [default: 96 for Lite0; the small network reads
+    /// Side of the aligned face crop, in pixels [default: 128 for Lite0; the small network reads
     /// 64 only]. Larger crops keep the finer detail of large pictures.
     #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u16).range(

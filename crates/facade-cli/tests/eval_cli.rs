@@ -63,13 +63,13 @@ const GUARD_PER_SOURCE: &str = "100";
 
 /// Held-out figures through the real binary, as regression guards. They sit at what the
 /// committed model measures on this sample (README, "Measured") minus a margin, not at the
-/// issue's targets: on this sample (1,091 images) the committed model (stop 26, EfficientNet-Lite0
-/// fine-tuned on 96 px crops) measures pooled AUC 0.967 / 0.965 (original / 200 px), TPR at
-/// FPR 1% 65% / 67%, StyleGAN sources AUC 0.962–0.987, Stable Diffusion AUC 0.916 / 0.907
-/// (peer 0.278 / 0.269), and flags 0% of each real source but FFHQ (its forms 2–4%) at the
-/// pooled 1% threshold. (Stop 25's 64 px model: 0.965 / 0.962, 54% / 42%, 0.966–0.982,
-/// 0.914 / 0.905; the stop-15 small network: 0.920 / 0.918, 34% / 33%, 0.931–0.965,
-/// 0.784 / 0.770.)
+/// issue's targets: on this sample (1,091 images) the committed model (stop 27, EfficientNet-Lite0
+/// fine-tuned on 128 px crops) measures pooled AUC 0.974 / 0.970 (original / 200 px), TPR at
+/// FPR 1% 68% / 62%, StyleGAN sources AUC 0.968–0.989, Stable Diffusion AUC 0.938 / 0.922,
+/// and flags 0% of each real source but FFHQ (its forms 3%) at the pooled 1% threshold.
+/// (Stop 26's 96 px model: 0.967 / 0.965, 65% / 67%, 0.962–0.987, 0.916 / 0.907; stop 25's
+/// 64 px model: 0.965 / 0.962, 54% / 42%, 0.966–0.982, 0.914 / 0.905; the stop-15 small
+/// network: 0.920 / 0.918, 34% / 33%, 0.931–0.965, 0.784 / 0.770.)
 #[test]
 fn held_out_figures_do_not_regress() {
     let Some(_faces) =
@@ -91,8 +91,8 @@ fn held_out_figures_do_not_regress() {
     assert_eq!(conditions[0]["condition"], "original");
     for condition in conditions {
         let facade = &condition["facade"];
-        assert!(rate(&facade["auc"]) >= 0.95, "{facade}");
-        assert!(rate(&facade["tpr_at_fpr_1pct"]) >= 0.50, "{facade}");
+        assert!(rate(&facade["auc"]) >= 0.955, "{facade}");
+        assert!(rate(&facade["tpr_at_fpr_1pct"]) >= 0.55, "{facade}");
         assert!(
             rate(&facade["auc"]) > rate(&condition["peer"]["auc"]) + 0.1,
             "{condition}"
@@ -104,10 +104,10 @@ fn held_out_figures_do_not_regress() {
             "stylegan1-140k",
         ] {
             let s = source(condition, stylegan, "fake");
-            assert!(rate(&s["facade"]["auc"]) >= 0.945, "{stylegan}: {s}");
+            assert!(rate(&s["facade"]["auc"]) >= 0.955, "{stylegan}: {s}");
         }
         let sd = source(condition, "sdfd", "fake");
-        assert!(rate(&sd["facade"]["auc"]) >= 0.87, "{sd}");
+        assert!(rate(&sd["facade"]["auc"]) >= 0.88, "{sd}");
         // Ahead of GANEyeDistance where it matters most: the generator it cannot see.
         assert!(
             rate(&sd["facade"]["auc"]) > rate(&sd["peer"]["auc"]) + 0.5,

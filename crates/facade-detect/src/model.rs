@@ -383,6 +383,10 @@ mod tests {
             assert!(c.log_odds.abs() < 1e-4, "{c:?}");
         }
         let threshold = model.threshold(0.01);
+        eprintln!(
+            "alignment alone: {:.4}; 1% operating point {threshold:.4}",
+            scored.score
+        );
         assert!(
             scored.score <= threshold,
             "alignment alone scores {:.4}, above the 1% operating point {threshold:.4}",

@@ -68,18 +68,19 @@ pub const DEFAULT_EPOCHS: usize = 30;
 /// (classifier AUC 0.950) than the two averaged small networks it replaced (0.888).
 pub const DEFAULT_CLASSIFIERS: usize = 1;
 
-/// The side Lite0 reads the crop at: the crop itself ([`DEFAULT_CROP_SIDE`]). 96 px costs 2.9x
-/// as much as 64 px per training step and 2.2x per scanned face (`cargo bench -p facade-detect
-/// --bench classifier_step` with `FACADE_LITE0_SIDE`).
-pub const DEFAULT_LITE0_INPUT_SIDE: usize = 96;
+/// The side Lite0 reads the crop at: the crop itself ([`DEFAULT_CROP_SIDE`]). Against 64 px,
+/// 96 px costs 2.9x per training step and 2.2x per scanned face, 128 px 5.3x and 3.7x
+/// (`cargo bench -p facade-detect --bench classifier_step` with `FACADE_LITE0_SIDE`).
+pub const DEFAULT_LITE0_INPUT_SIDE: usize = 128;
 
 /// The focal-loss exponent of the classifier's training (see [`focal_loss`]).
 pub const DEFAULT_FOCAL_GAMMA: f64 = 0.0;
 
 /// The side of the aligned crops Lite0 is fine-tuned on. Against 64 px (same recipe, same
-/// held-out images) 96 px raised TPR at FPR 1% from 56.9% to 67.1% (README, "Measured"): the
-/// inner face of a 256 px picture is about 120 px wide, so 64 px threw half its detail away.
-pub const DEFAULT_CROP_SIDE: usize = 96;
+/// held-out images) 96 px raised TPR at FPR 1% from 56.9% to 67.1% and 128 px to 73.3%
+/// (README, "Measured"): the inner face of a 256 px picture is about 120 px wide, so 64 px
+/// threw half its detail away.
+pub const DEFAULT_CROP_SIDE: usize = 128;
 
 /// The small network's width when it is chosen (see [`crate::classifier::channels`]). On the
 /// 14,432-face set the width-1 network underfits (its training loss levels off at 0.33, width
