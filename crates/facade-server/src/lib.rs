@@ -80,7 +80,7 @@ impl Default for ServiceConfig {
 /// What every handler shares.
 pub(crate) struct AppState {
     pub judge: Judge,
-    /// The threads scans are judged on (as many as `config.scan_workers`).
+    /// The threads scans are judged on; as many scans run at once (`workers`).
     pub pool: JudgingPool,
     pub store: Mutex<Store>,
     pub config: ServiceConfig,
@@ -112,13 +112,12 @@ impl AppState {
     }
 }
 
-/// The whole service as an axum router, judging uploads on `pool` (size it as
-/// `config.scan_workers`).
+/// The whole service as an axum router, judging uploads on `pool`, one scan per pool thread.
 pub fn router(judge: Judge, pool: JudgingPool, store: Store, config: ServiceConfig) -> Router {
     let state = Arc::new(AppState {
-        pool,
         admission: Arc::new(Semaphore::new(config.max_queued_scans.max(1))),
-        workers: Arc::new(Semaphore::new(config.scan_workers.max(1))),
+        workers: Arc::new(Semaphore::new(pool.threads())),
+        pool,
         judge,
         store: Mutex::new(store),
         config: config.clone(),
