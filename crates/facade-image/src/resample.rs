@@ -88,9 +88,7 @@ impl Planes {
         if crop_w == 0 || crop_h == 0 || width == 0 || height == 0 {
             return out;
         }
-        let x_bins = area_bins(crop_w, width);
-        let x_counts: Vec<f32> = x_bins.iter().map(|&(s, e)| (e - s) as f32).collect();
-        let longest_x_bin = x_bins.iter().map(|&(s, e)| e - s).max().unwrap_or(1);
+        let x_bins = RowBins::new(crop_w, width);
         let y_bins = area_bins(crop_h, height);
         let mut rows = vec![0.0f32; crop_h * width];
         let mut line = vec![fill; crop_w];
@@ -123,12 +121,7 @@ impl Planes {
                     &line
                 };
                 let out_row = &mut rows[cy * width..(cy + 1) * width];
-                sum_bins(source, &x_bins, longest_x_bin, out_row);
-                // The divisions in a pass of their own over the row, where they vectorise
-                // (each still correctly rounded, so the values are the same).
-                for (out, count) in out_row.iter_mut().zip(&x_counts) {
-                    *out /= count;
-                }
+                x_bins.means(source, out_row);
             }
             // Vertical pass over the row averages, a whole output row at a time (the same
             // additions in the same order as per pixel, but over contiguous memory).
@@ -150,20 +143,49 @@ impl Planes {
     }
 }
 
-/// Each bin's sum of `source[start..end]`, left to right, into `out`. The bins of a downscale
-/// by less than 4 hold one to four pixels and their lengths alternate (1, 2, 1, 2, …), so a
-/// loop per bin mispredicts its exit at every other pixel. Short bins are summed over a fixed
-/// number of pixels instead, the ones past the bin's end replaced by zeros: adding zero is
-/// exact, so every sum is the loop's.
-fn sum_bins(source: &[f32], bins: &[(usize, usize)], longest: usize, out: &mut [f32]) {
-    match longest {
-        1 => sum_short_bins::<1>(source, bins, out),
-        2 => sum_short_bins::<2>(source, bins, out),
-        3 => sum_short_bins::<3>(source, bins, out),
-        4 => sum_short_bins::<4>(source, bins, out),
-        _ => {
-            for (o, &(start, end)) in out.iter_mut().zip(bins) {
-                *o = source[start..end].iter().sum::<f32>();
+/// The horizontal pass's bins, with what it derives from them once per crop rather than once
+/// per row.
+struct RowBins {
+    ranges: Vec<(usize, usize)>,
+    counts: Vec<f32>,
+    longest: usize,
+}
+
+impl RowBins {
+    fn new(n_in: usize, n_out: usize) -> RowBins {
+        let ranges = area_bins(n_in, n_out);
+        RowBins {
+            counts: ranges.iter().map(|&(s, e)| (e - s) as f32).collect(),
+            longest: ranges.iter().map(|&(s, e)| e - s).max().unwrap_or(1),
+            ranges,
+        }
+    }
+
+    /// Each bin's mean of `source` into `out`: the sums, then the divisions in a pass of their
+    /// own over the row, where they vectorise (each still correctly rounded).
+    fn means(&self, source: &[f32], out: &mut [f32]) {
+        self.sums(source, out);
+        for (o, count) in out.iter_mut().zip(&self.counts) {
+            *o /= count;
+        }
+    }
+
+    /// Each bin's sum of `source[start..end]`, left to right, into `out`. The bins of a
+    /// downscale by less than 4 hold one to four pixels and their lengths alternate (1, 2, 1,
+    /// 2, …), so a loop per bin mispredicts its exit at every other pixel. Short bins are
+    /// summed over a fixed number of pixels instead, the ones past the bin's end replaced by
+    /// zeros: adding zero is exact, so every sum is the loop's.
+    fn sums(&self, source: &[f32], out: &mut [f32]) {
+        let bins = &self.ranges;
+        match self.longest {
+            1 => sum_short_bins::<1>(source, bins, out),
+            2 => sum_short_bins::<2>(source, bins, out),
+            3 => sum_short_bins::<3>(source, bins, out),
+            4 => sum_short_bins::<4>(source, bins, out),
+            _ => {
+                for (o, &(start, end)) in out.iter_mut().zip(bins) {
+                    *o = source[start..end].iter().sum::<f32>();
+                }
             }
         }
     }
@@ -204,11 +226,10 @@ mod tests {
             .collect();
         for n_in in 1..=source.len() {
             for n_out in 1..=n_in {
-                let bins = area_bins(n_in, n_out);
-                let longest = bins.iter().map(|&(s, e)| e - s).max().unwrap_or(1);
+                let bins = RowBins::new(n_in, n_out);
                 let mut fast = vec![0.0f32; n_out];
-                sum_bins(&source[..n_in], &bins, longest, &mut fast);
-                for (got, &(start, end)) in fast.iter().zip(&bins) {
+                bins.sums(&source[..n_in], &mut fast);
+                for (got, &(start, end)) in fast.iter().zip(&bins.ranges) {
                     let plain: f32 = source[start..end].iter().sum();
                     assert_eq!(got.to_bits(), plain.to_bits(), "{n_in} -> {n_out}");
                 }
