@@ -6,8 +6,9 @@
 //! tensors of `(pixel - 127.5) / 128`.
 //!
 //! Between layers the feature maps live in plain memory ([`Maps`]): every convolution is one
-//! candle matrix product over columns gathered by contiguous row copies, with bias and PReLU
-//! fused into a single pass over its output, and pooling is a plain loop. Candle's general
+//! `gemm` matrix product (the kernels candle's own products use) over columns gathered by
+//! contiguous row copies, with bias and PReLU fused into a single pass over its output, and
+//! pooling is two whole-row passes per output row. Candle's general
 //! conv2d (element-wise im2col with bounds checks, NHWC transposes) and one allocating tensor op
 //! per PReLU step made these small networks 3–4× slower.
 
