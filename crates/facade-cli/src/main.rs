@@ -34,6 +34,9 @@ enum Command {
     Scan(scan::ScanArgs),
     /// Rebuild the AI-face detectors from a labelled manifest (deterministic, CPU).
     Train(train::TrainArgs),
+    /// Add a second model's classifier to a model as its coarse branch, and refit the fusion
+    /// over the four detectors on the calibration fold.
+    Fuse(train::FuseArgs),
     /// Measure the detectors on a labelled manifest (held-out images only), per source.
     Eval(eval::EvalArgs),
     /// Find networks of coordinated accounts in an account export. Large exports spill to
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Scan(args) => scan::run(args),
         Command::Train(args) => train::run(args),
+        Command::Fuse(args) => train::fuse(args),
         Command::Eval(args) => eval::run(args),
         Command::Networks(args) => networks::run(*args),
         Command::Simulate(args) => simulate::run(args),

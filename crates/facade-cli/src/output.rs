@@ -51,6 +51,9 @@ const CSV_HEADER: &[&str] = &[
     "provenance_source",
     "provenance_generator",
     "provenance_ai",
+    // Last, so that the columns before it keep their places: models with a coarse branch
+    // only (empty otherwise).
+    "coarse",
 ];
 
 /// Where `--output` sends records: the file, or stdout.
@@ -134,12 +137,15 @@ impl<W: Write> RecordWriter<W> {
             .iter()
             .filter(|f| f.score.is_some())
             .max_by(|a, b| a.score.unwrap_or(0.0).total_cmp(&b.score.unwrap_or(0.0)));
-        for detector in ["geometry", "embedding", "classifier"] {
-            let value = suspect
+        let detector_value = |detector: &str| {
+            suspect
                 .and_then(|f| f.evidence.as_ref())
                 .and_then(|e| e.get(detector))
-                .map(|e| e.value.to_string());
-            row.push(value.unwrap_or_default());
+                .map(|e| e.value.to_string())
+                .unwrap_or_default()
+        };
+        for detector in ["geometry", "embedding", "classifier"] {
+            row.push(detector_value(detector));
         }
         row.push(record.sha256.clone().unwrap_or_default());
         row.push(record.warnings.join("; "));
@@ -162,6 +168,7 @@ impl<W: Write> RecordWriter<W> {
         );
         let declared_ai = provenance.and_then(|p| p.ai_generated);
         row.push(declared_ai.map(|ai| ai.to_string()).unwrap_or_default());
+        row.push(detector_value("coarse"));
         let mut csv = csv::WriterBuilder::new().from_writer(Vec::new());
         if !self.wrote_header {
             csv.write_record(CSV_HEADER)?;

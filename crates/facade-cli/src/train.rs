@@ -1,11 +1,12 @@
-//! `facade train`: rebuilds the detectors from a labelled manifest and writes a model folder.
+//! `facade train`: rebuilds the detectors from a labelled manifest and writes a model folder;
+//! `facade fuse`: adds a second model's classifier to one as its coarse branch.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use facade_detect::training::{train, TrainConfig};
+use facade_detect::training::{add_coarse_branch, train, TrainConfig};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum Backbone {
@@ -77,6 +78,50 @@ pub struct TrainArgs {
     /// Threads for face extraction [default: all cores].
     #[arg(long, short = 'j')]
     threads: Option<usize>,
+}
+
+#[derive(clap::Args)]
+pub struct FuseArgs {
+    /// The model to extend (a `facade train` folder): its classifier, geometry and embedding
+    /// are kept.
+    #[arg(long)]
+    model: PathBuf,
+    /// A model trained by `facade train` on the same manifest, seed and folds, on another crop
+    /// side (e.g. `--crop-side 64 --input-side 64`): its classifier becomes the coarse branch.
+    #[arg(long)]
+    coarse: PathBuf,
+    /// Folder to write the fused model into.
+    #[arg(long)]
+    out: PathBuf,
+    /// The labelled manifest [default: the one the model's record names].
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// Threads [default: all cores].
+    #[arg(long, short = 'j')]
+    threads: Option<usize>,
+}
+
+/// `facade fuse`: the calibration fold's faces are extracted again and the fusion refitted
+/// over geometry, embedding, the classifier and the coarse branch.
+pub fn fuse(args: FuseArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    keep_freed_memory_for_reuse();
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let log = |line: &str| eprintln!("facade fuse: {line}");
+    let fused = add_coarse_branch(&args.model, &args.coarse, args.manifest, threads, &log)
+        .context("adding the coarse branch")?;
+    fused
+        .detectors
+        .save(&args.out, &fused.classifier_weights)
+        .with_context(|| format!("writing the model to {}", args.out.display()))?;
+    eprintln!(
+        "facade fuse: model written to {} in {:.0} s",
+        args.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {

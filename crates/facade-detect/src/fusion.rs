@@ -1,8 +1,10 @@
 //! Fusion: the detectors' outputs combined into one calibrated probability.
 //!
-//! Each detector's raw value is mapped to a feature on a log scale (so that a detector that is
-//! "very sure" cannot swamp the others linearly), standardised, and combined by logistic
-//! regression fitted on a calibration set that none of the detectors was trained on (stacking).
+//! The detectors are geometry, embedding and classifier, and in models with a coarse branch
+//! the coarse classifier as a fourth. Each detector's raw value is mapped to a feature on a
+//! log scale (so that a detector that is "very sure" cannot swamp the others linearly),
+//! standardised, and combined by logistic regression fitted on a calibration set that none of
+//! the detectors was trained on (stacking).
 //! The classes are weighted equally in the fit, so the output reads as the probability that the
 //! face is generated when generated and real faces are equally likely a priori; each detector's
 //! contribution is its term in the log-odds, which is what the scan reports as evidence.
@@ -12,8 +14,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Names of the fused detectors, in feature order.
-pub const DETECTORS: [&str; 3] = ["geometry", "embedding", "classifier"];
+/// Names of the fused detectors, in feature order; `coarse` only in models with a coarse branch.
+pub const DETECTORS: [&str; 4] = ["geometry", "embedding", "classifier", "coarse"];
 
 /// Raw detector outputs for one face.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -24,29 +26,38 @@ pub struct Raw {
     pub embedding: f32,
     /// The classifiers' mean logit.
     pub classifier: f32,
+    /// The coarse branch's logit (the same kind of network on a smaller crop), in models that
+    /// have one.
+    pub coarse: Option<f32>,
 }
 
 impl Raw {
-    pub fn values(&self) -> [f32; 3] {
-        [self.geometry, self.embedding, self.classifier]
+    pub fn values(&self) -> Vec<f32> {
+        let mut values = vec![self.geometry, self.embedding, self.classifier];
+        values.extend(self.coarse);
+        values
     }
 
-    /// Log-scale features: large distances and errors differ by orders of magnitude.
-    pub fn features(&self) -> [f64; 3] {
-        [
+    /// Log-scale features: large distances and errors differ by orders of magnitude; logits
+    /// are log-odds already.
+    pub fn features(&self) -> Vec<f64> {
+        let logit = |v: f32| f64::from(v).clamp(-30.0, 30.0);
+        let mut features = vec![
             f64::from(self.geometry).max(0.0).ln_1p(),
             f64::from(self.embedding).max(1e-6).ln(),
-            f64::from(self.classifier).clamp(-30.0, 30.0),
-        ]
+            logit(self.classifier),
+        ];
+        features.extend(self.coarse.map(logit));
+        features
     }
 }
 
-/// Logistic regression over standardised features.
+/// Logistic regression over standardised features (three, or four with a coarse branch).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Fusion {
-    pub feature_mean: [f64; 3],
-    pub feature_scale: [f64; 3],
-    pub weights: [f64; 3],
+    pub feature_mean: Vec<f64>,
+    pub feature_scale: Vec<f64>,
+    pub weights: Vec<f64>,
     pub bias: f64,
 }
 
@@ -61,36 +72,39 @@ pub struct Contribution {
 
 impl Fusion {
     /// Fits the regression (Newton's method with a small ridge penalty); `weights` says how
-    /// much each sample counts (training gives each class half the total).
+    /// much each sample counts (training gives each class half the total). Every sample must
+    /// carry the same detectors.
     pub fn fit(samples: &[(Raw, bool)], weights: &[f64]) -> Fusion {
-        let features: Vec<[f64; 3]> = samples.iter().map(|(r, _)| r.features()).collect();
-        let (mean, scale) = standardization(&features);
-        let x: Vec<[f64; 4]> = features
+        let features: Vec<Vec<f64>> = samples.iter().map(|(r, _)| r.features()).collect();
+        let n = features.first().map_or(3, Vec::len);
+        let (mean, scale) = standardization(&features, n);
+        let x: Vec<nalgebra::DVector<f64>> = features
             .iter()
             .map(|f| {
-                let z = |i: usize| (f[i] - mean[i]) / scale[i];
-                [z(0), z(1), z(2), 1.0]
+                nalgebra::DVector::from_iterator(
+                    n + 1,
+                    (0..n).map(|i| (f[i] - mean[i]) / scale[i]).chain([1.0]),
+                )
             })
             .collect();
-        let mut beta = nalgebra::Vector4::<f64>::zeros();
+        let mut beta = nalgebra::DVector::<f64>::zeros(n + 1);
         const RIDGE: f64 = 1e-3;
         for _ in 0..50 {
-            let mut grad = nalgebra::Vector4::<f64>::zeros();
-            let mut hess = nalgebra::Matrix4::<f64>::zeros();
-            for ((xi, (_, fake)), &w) in x.iter().zip(samples).zip(weights) {
-                let v = nalgebra::Vector4::from_row_slice(xi);
-                let p = sigmoid(beta.dot(&v));
+            let mut grad = nalgebra::DVector::<f64>::zeros(n + 1);
+            let mut hess = nalgebra::DMatrix::<f64>::zeros(n + 1, n + 1);
+            for ((v, (_, fake)), &w) in x.iter().zip(samples).zip(weights) {
+                let p = sigmoid(beta.dot(v));
                 grad += v * (w * (p - if *fake { 1.0 } else { 0.0 }));
                 hess += v * v.transpose() * (w * p * (1.0 - p));
             }
-            for i in 0..3 {
+            for i in 0..n {
                 grad[i] += RIDGE * beta[i];
                 hess[(i, i)] += RIDGE;
             }
             let Some(step) = hess.try_inverse().map(|h| h * grad) else {
                 break;
             };
-            beta -= step;
+            beta -= &step;
             if step.norm() < 1e-10 {
                 break;
             }
@@ -98,20 +112,37 @@ impl Fusion {
         Fusion {
             feature_mean: mean,
             feature_scale: scale,
-            weights: [beta[0], beta[1], beta[2]],
-            bias: beta[3],
+            weights: beta.iter().take(n).copied().collect(),
+            bias: beta[n],
         }
     }
 
-    /// Each detector's term in the log-odds.
-    pub fn contributions(&self, raw: &Raw) -> [Contribution; 3] {
+    /// How many detectors the regression reads: 3, or 4 with a coarse branch.
+    pub fn detectors(&self) -> usize {
+        self.weights.len()
+    }
+
+    /// Whether the three vectors agree and name 3 or 4 detectors (a model file's check).
+    pub fn is_consistent(&self) -> bool {
+        let n = self.weights.len();
+        (3..=DETECTORS.len()).contains(&n)
+            && self.feature_mean.len() == n
+            && self.feature_scale.len() == n
+            && self.feature_scale.iter().all(|s| *s > 0.0)
+    }
+
+    /// Each detector's term in the log-odds. A detector the regression does not read (a coarse
+    /// value given to a model without the branch) is left out.
+    pub fn contributions(&self, raw: &Raw) -> Vec<Contribution> {
         let f = raw.features();
         let values = raw.values();
-        std::array::from_fn(|i| Contribution {
-            detector: DETECTORS[i],
-            value: values[i],
-            log_odds: self.weights[i] * (f[i] - self.feature_mean[i]) / self.feature_scale[i],
-        })
+        (0..f.len().min(self.weights.len()))
+            .map(|i| Contribution {
+                detector: DETECTORS[i],
+                value: values[i],
+                log_odds: self.weights[i] * (f[i] - self.feature_mean[i]) / self.feature_scale[i],
+            })
+            .collect()
     }
 
     /// The fused probability that the face is generated.
@@ -126,17 +157,17 @@ impl Fusion {
     }
 }
 
-fn standardization(features: &[[f64; 3]]) -> ([f64; 3], [f64; 3]) {
-    let n = features.len().max(1) as f64;
-    let mut mean = [0.0; 3];
-    let mut scale = [1.0; 3];
-    for i in 0..3 {
-        mean[i] = features.iter().map(|f| f[i]).sum::<f64>() / n;
+fn standardization(features: &[Vec<f64>], n: usize) -> (Vec<f64>, Vec<f64>) {
+    let count = features.len().max(1) as f64;
+    let mut mean = vec![0.0; n];
+    let mut scale = vec![1.0; n];
+    for i in 0..n {
+        mean[i] = features.iter().map(|f| f[i]).sum::<f64>() / count;
         let var = features
             .iter()
             .map(|f| (f[i] - mean[i]).powi(2))
             .sum::<f64>()
-            / n;
+            / count;
         scale[i] = var.sqrt().max(1e-9);
     }
     (mean, scale)
@@ -168,6 +199,7 @@ mod tests {
             geometry: 3.0,
             embedding: 0.3,
             classifier,
+            coarse: None,
         }
     }
 
@@ -186,6 +218,41 @@ mod tests {
         let c = fusion.contributions(&raw(3.0));
         assert_eq!(c[2].detector, "classifier");
         assert!(c[2].log_odds > 0.0);
+    }
+
+    /// With a coarse branch the regression reads four detectors; a branch that carries
+    /// signal the others lack gets weight, and a three-detector fusion ignores it.
+    #[test]
+    fn a_coarse_branch_is_a_fourth_feature() {
+        let mut samples = Vec::new();
+        for k in 0..400 {
+            let noise = ((k * 37) % 17) as f32 / 17.0 - 0.5;
+            let coarse = ((k * 11) % 13) as f32 / 13.0 - 0.5;
+            // The classifier alone cannot separate the classes; the coarse logit can.
+            let (fake, shift) = if k % 2 == 0 {
+                (true, 1.5)
+            } else {
+                (false, -1.5)
+            };
+            let mut r = raw(noise);
+            r.coarse = Some(shift + coarse);
+            samples.push((r, fake));
+        }
+        let weights = vec![1.0 / samples.len() as f64; samples.len()];
+        let fusion = Fusion::fit(&samples, &weights);
+        assert!(fusion.is_consistent());
+        assert_eq!(fusion.detectors(), 4);
+        assert!(fusion.weights[3] > 1.0, "{:?}", fusion.weights);
+        let mut sure = raw(0.0);
+        sure.coarse = Some(3.0);
+        let c = fusion.contributions(&sure);
+        assert_eq!(c.len(), 4);
+        assert_eq!(c[3].detector, "coarse");
+        assert!(fusion.probability(&sure) > 0.99);
+
+        let three = Fusion::fit(&[(raw(2.0), true), (raw(-2.0), false)], &[0.5, 0.5]);
+        assert_eq!(three.contributions(&sure).len(), 3);
+        assert_eq!(three.probability(&sure), three.probability(&raw(0.0)));
     }
 
     #[test]

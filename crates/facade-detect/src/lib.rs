@@ -12,7 +12,9 @@
 //! - [`classifier`]: convolutional networks on the landmark-aligned face crop ([`align`]),
 //!   which cannot see image size or framing: EfficientNet-Lite0 fine-tuned from ImageNet
 //!   weights ([`lite0`]), or the small network trained from scratch of earlier models, averaged
-//!   over an ensemble when a model holds several.
+//!   over an ensemble when a model holds several. A model may hold a second, coarse branch:
+//!   the same kind of network on a smaller crop of the same face, whose logit is a detector
+//!   of its own (`facade fuse`, [`training::add_coarse_branch`]).
 //!
 //! [`fusion`] combines them by logistic regression fitted on a calibration set none of them
 //! was trained on, and [`model::Detectors`] bundles the trained parts (the committed model is

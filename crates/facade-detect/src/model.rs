@@ -1,8 +1,8 @@
 //! The trained detectors as one bundle: loading, saving, and scoring a face.
 //!
 //! A model directory holds three files, all written by `facade train`:
-//! - `detectors.safetensors`: the classifiers' weights and the embedding's mean and components,
-//!   by name;
+//! - `detectors.safetensors`: the classifiers' weights (the coarse branch's under `coarse.`) and
+//!   the embedding's mean and components, by name;
 //! - `detectors.json`: the geometry Gaussian, the fusion weights, the calibration reals' fused
 //!   scores (from which the operating point for any false-positive rate is read) and a record
 //!   of how the model was trained;
@@ -30,6 +30,9 @@ use crate::lite0;
 pub const WEIGHTS_FILE: &str = "detectors.safetensors";
 pub const PARAMETERS_FILE: &str = "detectors.json";
 pub const TRAINING_SET_FILE: &str = "training-set.sha256";
+/// Where a coarse branch keeps its weights in `detectors.safetensors`, and its training record
+/// in `detectors.json`'s `training`.
+pub const COARSE_PREFIX: &str = "coarse";
 
 const EMBEDDED_WEIGHTS: &[u8] = include_bytes!("../model/detectors.safetensors");
 const EMBEDDED_PARAMETERS: &str = include_str!("../model/detectors.json");
@@ -69,9 +72,44 @@ pub struct Detectors {
     classifier: ClassifierEnsemble,
     /// Side of the aligned crops the classifier was trained on, and so reads.
     crop_side: usize,
+    /// A second classifier on a smaller crop, whose logit is a fourth feature of the fusion.
+    coarse: Option<Branch>,
     training_set: Vec<String>,
     /// 16 hex digits of the SHA-256 of the weights and parameters: which model this is.
     fingerprint: String,
+}
+
+/// A classifier and the side of the aligned face crops it reads.
+#[derive(Debug, Clone)]
+pub struct Branch {
+    pub classifier: ClassifierEnsemble,
+    pub crop_side: usize,
+}
+
+impl Branch {
+    /// Loads the classifier a training record describes, from weights under `vb`.
+    fn load(vb: &VarBuilder, record: &serde_json::Value) -> Result<Branch, ModelError> {
+        let architecture = classifier_architecture(record)?;
+        let classifier = ClassifierEnsemble::load(vb, classifier_members(record)?, architecture)?;
+        let crop_side = recorded_crop_side(record, architecture)?;
+        Ok(Branch {
+            classifier,
+            crop_side,
+        })
+    }
+
+    /// The branch's logit for each face of the image.
+    fn logits(&self, image: &RgbImage, faces: &[Face]) -> Result<Vec<f32>, ModelError> {
+        let crops: Vec<Vec<u8>> = faces
+            .iter()
+            .map(|face| {
+                aligned_crop(image, &face.landmarks, Jitter::default(), self.crop_side).pixels
+            })
+            .collect();
+        Ok(self
+            .classifier
+            .logits(&crops.iter().map(Vec::as_slice).collect::<Vec<_>>())?)
+    }
 }
 
 /// An image is as suspicious as its most suspicious face; `None` when it has no face.
@@ -83,7 +121,7 @@ pub fn most_suspicious(scores: &[FaceScore]) -> Option<f64> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FaceScore {
     pub score: f64,
-    pub evidence: [Contribution; 3],
+    pub evidence: Vec<Contribution>,
 }
 
 impl Detectors {
@@ -125,10 +163,22 @@ impl Detectors {
         };
         let parameters: Parameters = serde_json::from_str(parameters)?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)?;
-        let architecture = classifier_architecture(&parameters)?;
-        let classifier =
-            ClassifierEnsemble::load(&vb, classifier_members(&parameters)?, architecture)?;
-        let crop_side = recorded_crop_side(&parameters, architecture)?;
+        let Branch {
+            classifier,
+            crop_side,
+        } = Branch::load(&vb, &parameters.training)?;
+        let coarse = match parameters.training.get(COARSE_PREFIX) {
+            Some(record) => Some(Branch::load(&vb.pp(COARSE_PREFIX), record)?),
+            None => None,
+        };
+        let fusion = &parameters.fusion;
+        if !fusion.is_consistent() || fusion.detectors() != 3 + usize::from(coarse.is_some()) {
+            return Err(ModelError::Inconsistent(format!(
+                "the fusion reads {} detectors; the model has {}",
+                fusion.detectors(),
+                3 + usize::from(coarse.is_some())
+            )));
+        }
         let dim = FRAME_SIDE * FRAME_SIDE;
         let embedding = FrameEmbedding {
             mean: vb.get(dim, "embedding.mean")?.to_vec1()?,
@@ -153,6 +203,7 @@ impl Detectors {
             embedding,
             classifier,
             crop_side,
+            coarse,
             training_set,
             fingerprint,
         })
@@ -164,6 +215,7 @@ impl Detectors {
         embedding: FrameEmbedding,
         classifier: ClassifierEnsemble,
         crop_side: usize,
+        coarse: Option<Branch>,
         training_set: Vec<String>,
     ) -> Detectors {
         Detectors {
@@ -171,6 +223,7 @@ impl Detectors {
             embedding,
             classifier,
             crop_side,
+            coarse,
             training_set,
             // Not saved yet: a fingerprint comes with the files (`load`).
             fingerprint: "unsaved".into(),
@@ -244,28 +297,44 @@ impl Detectors {
             return Ok(Vec::new());
         }
         let embedding = self.embedding.reconstruction_error(&frame_thumbnail(image));
-        let crops: Vec<Vec<u8>> = faces
-            .iter()
-            .map(|face| {
-                aligned_crop(image, &face.landmarks, Jitter::default(), self.crop_side).pixels
-            })
-            .collect();
-        let logits = self
-            .classifier
-            .logits(&crops.iter().map(Vec::as_slice).collect::<Vec<_>>())?;
+        let logits = self.main_branch().logits(image, faces)?;
+        let coarse_logits = match &self.coarse {
+            Some(branch) => branch.logits(image, faces)?.into_iter().map(Some).collect(),
+            None => vec![None; faces.len()],
+        };
         Ok(faces
             .iter()
             .zip(logits)
-            .map(|(face, classifier)| {
+            .zip(coarse_logits)
+            .map(|((face, classifier), coarse)| {
                 let landmarks =
                     normalized_landmarks(&face.landmarks, image.width(), image.height());
                 self.fuse(&Raw {
                     geometry: self.parameters.geometry.distance(&landmarks),
                     embedding,
                     classifier,
+                    coarse,
                 })
             })
             .collect())
+    }
+
+    /// The main classifier and its crop side.
+    pub fn main_branch(&self) -> Branch {
+        Branch {
+            classifier: self.classifier.clone(),
+            crop_side: self.crop_side,
+        }
+    }
+
+    /// The coarse branch, in models that have one.
+    pub fn coarse_branch(&self) -> Option<&Branch> {
+        self.coarse.as_ref()
+    }
+
+    /// The frame embedding (the fusion's second detector).
+    pub fn embedding(&self) -> &FrameEmbedding {
+        &self.embedding
     }
 
     /// How many classifiers the model averages.
@@ -284,18 +353,13 @@ impl Detectors {
 /// The classifiers' network as the model's record names it: `classifier_backbone` "lite0"
 /// with `lite0_input_side`, or (absent or "small") the small network at `classifier_width`;
 /// models from before widths were chosen have width 1 and do not record it.
-fn classifier_architecture(parameters: &Parameters) -> Result<Architecture, ModelError> {
-    match parameters
-        .training
-        .get("classifier_backbone")
-        .and_then(|v| v.as_str())
-    {
+fn classifier_architecture(record: &serde_json::Value) -> Result<Architecture, ModelError> {
+    match record.get("classifier_backbone").and_then(|v| v.as_str()) {
         None | Some("small") => Ok(Architecture::Small {
-            width: recorded_size(parameters, "classifier_width", MAX_WIDTH)?,
+            width: recorded_size(record, "classifier_width", MAX_WIDTH)?,
         }),
         Some("lite0") => {
-            let side = parameters
-                .training
+            let side = record
                 .get("lite0_input_side")
                 .and_then(|v| v.as_u64())
                 .and_then(|n| usize::try_from(n).ok())
@@ -319,11 +383,10 @@ fn classifier_architecture(parameters: &Parameters) -> Result<Architecture, Mode
 /// load and silently judge wrongly, so the record must name one its network reads
 /// ([`Architecture::reads_crop_side`]).
 fn recorded_crop_side(
-    parameters: &Parameters,
+    record: &serde_json::Value,
     architecture: Architecture,
 ) -> Result<usize, ModelError> {
-    let recorded = parameters
-        .training
+    let recorded = record
         .get("crop_side")
         .and_then(|v| v.as_u64())
         .and_then(|n| usize::try_from(n).ok());
@@ -341,13 +404,13 @@ fn recorded_crop_side(
 
 /// The number of classifiers the model's record names; models from before ensembles had one
 /// and do not record it.
-fn classifier_members(parameters: &Parameters) -> Result<usize, ModelError> {
-    recorded_size(parameters, "classifier_members", MAX_MEMBERS)
+fn classifier_members(record: &serde_json::Value) -> Result<usize, ModelError> {
+    recorded_size(record, "classifier_members", MAX_MEMBERS)
 }
 
 /// A size the training record names, 1 to `max`; 1 when the record predates the field.
-fn recorded_size(parameters: &Parameters, field: &str, max: usize) -> Result<usize, ModelError> {
-    let recorded = parameters.training.get(field);
+fn recorded_size(record: &serde_json::Value, field: &str, max: usize) -> Result<usize, ModelError> {
+    let recorded = record.get(field);
     let size = match recorded {
         None => Some(1),
         Some(v) => v.as_u64().and_then(|n| usize::try_from(n).ok()),
@@ -367,7 +430,7 @@ mod tests {
 
     /// FFHQ photographs are aligned exactly as StyleGAN output is, so perfect StyleGAN
     /// alignment must not flag a face by itself: with the landmarks at the StyleGAN mean and
-    /// the classifier and the embedding at their calibration means (where they contribute
+    /// the classifiers and the embedding at their calibration means (where they contribute
     /// nothing to the log-odds), the built-in model's score stays below the 1% operating point.
     #[test]
     fn alignment_alone_does_not_flag_a_face() {
@@ -377,6 +440,7 @@ mod tests {
             geometry: 0.0,
             embedding: fusion.feature_mean[1].exp() as f32,
             classifier: fusion.feature_mean[2] as f32,
+            coarse: fusion.feature_mean.get(3).map(|&m| m as f32),
         };
         let scored = model.fuse(&aligned_undecided);
         for c in &scored.evidence[1..] {

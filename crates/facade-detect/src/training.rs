@@ -19,7 +19,7 @@
 //! image's hash, so a run does not depend on thread scheduling.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var};
@@ -41,7 +41,7 @@ use crate::fusion::{Fusion, Raw};
 use crate::geometry::{normalized_landmarks, GeometryModel};
 use crate::lite0::{load_pretrained, HOW_TO_GET_PRETRAINED};
 use crate::metrics::roc_auc;
-use crate::model::{Detectors, ModelError, Parameters};
+use crate::model::{Detectors, ModelError, Parameters, COARSE_PREFIX, WEIGHTS_FILE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -164,6 +164,25 @@ struct Observation {
     landmarks: [f32; 10],
     thumbnail: Vec<f32>,
     crop: Vec<u8>,
+    /// The crop at the coarse branch's side, when a coarse branch is being fitted (else empty).
+    coarse_crop: Vec<u8>,
+}
+
+/// The sides of the crops each observation keeps: the main classifier's and, when a coarse
+/// branch is being fitted, the coarse one's.
+#[derive(Debug, Clone, Copy)]
+struct CropSides {
+    main: usize,
+    coarse: Option<usize>,
+}
+
+/// Which images to extract faces from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Folds {
+    /// Train and calibration (training).
+    TrainAndCalibration,
+    /// Calibration only (refitting the fusion).
+    Calibration,
 }
 
 /// What happened to one manifest entry.
@@ -194,7 +213,13 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
     let seen: Vec<Seen> = pool.install(|| {
         entries
             .par_iter()
-            .map(|entry| observe(entry, &detector, config))
+            .map(|entry| {
+                let sides = CropSides {
+                    main: config.crop_side,
+                    coarse: None,
+                };
+                observe(entry, &detector, config, sides, Folds::TrainAndCalibration)
+            })
             .collect()
     });
     let counts = fold_counts(&entries, &seen);
@@ -261,7 +286,7 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
     }
     let classifier = ClassifierEnsemble::new(members);
     let (member_logits, classifier_logits) =
-        pool.install(|| calibration_logits(&calibration, &classifier))?;
+        pool.install(|| calibration_logits(&calibration, &classifier, |o| &o.crop))?;
     let member_aucs: Vec<Option<f64>> = member_logits
         .iter()
         .map(|logits| {
@@ -274,7 +299,13 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
         })
         .collect();
 
-    let calibration_raw = raw_outputs(&calibration, &geometry, &embedding, &classifier_logits);
+    let calibration_raw = raw_outputs(
+        &calibration,
+        &geometry,
+        &embedding,
+        &classifier_logits,
+        None,
+    );
     if calibration_raw.iter().filter(|(_, fake)| *fake).count() < 5
         || calibration_raw.iter().filter(|(_, fake)| !*fake).count() < 5
     {
@@ -336,10 +367,200 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
             embedding,
             classifier,
             config.crop_side,
+            None,
             training_set,
         ),
         classifier_weights,
     })
+}
+
+/// The training-record fields that decide which images each fold holds and how they are
+/// degraded: two models fused into one must agree on them, or one model's calibration images
+/// could be the other's training images.
+const FOLD_FIELDS: [&str; 5] = [
+    "seed",
+    "split",
+    "holdout_sources",
+    "max_per_source",
+    "variants",
+];
+
+/// Adds a coarse branch to a trained model (`facade fuse`): the classifier of `coarse` (a model
+/// trained by `facade train` on the same manifest with the same folds, on another crop side)
+/// becomes a fourth detector, and the fusion is refitted over the four on the calibration fold,
+/// which neither classifier saw. Geometry and embedding come from `base`. The faces of the
+/// calibration images are extracted afresh, as training extracts them.
+pub fn add_coarse_branch(
+    base_dir: &Path,
+    coarse_dir: &Path,
+    manifest: Option<PathBuf>,
+    threads: usize,
+    log: &(dyn Fn(&str) + Sync),
+) -> Result<Trained, TrainError> {
+    let started = Instant::now();
+    let base = Detectors::load(base_dir)?;
+    let coarse = Detectors::load(coarse_dir)?;
+    if base.coarse_branch().is_some() || coarse.coarse_branch().is_some() {
+        return Err(TrainError::Config(
+            "both models must be plain `facade train` output (one already has a coarse branch)"
+                .into(),
+        ));
+    }
+    let base_record = &base.parameters().training;
+    let coarse_record = &coarse.parameters().training;
+    for field in FOLD_FIELDS {
+        if base_record.get(field) != coarse_record.get(field) {
+            return Err(TrainError::Config(format!(
+                "the models were trained with different {field} ({} and {}), so their folds differ",
+                base_record.get(field).unwrap_or(&serde_json::Value::Null),
+                coarse_record.get(field).unwrap_or(&serde_json::Value::Null)
+            )));
+        }
+    }
+    let config = fold_config(base_record, manifest, threads)?;
+    let (main, branch) = (base.main_branch(), coarse.main_branch());
+    let sides = CropSides {
+        main: main.crop_side,
+        coarse: Some(branch.crop_side),
+    };
+    let entries = select_entries(read_manifest(&config.manifest)?, &config);
+    log(&format!(
+        "{} images selected from {}; extracting the calibration fold's faces",
+        entries.len(),
+        config.manifest.display()
+    ));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(config.threads.max(1))
+        .build()
+        .map_err(|e| TrainError::Detector(e.to_string()))?;
+    let detector = FaceDetector::new(DetectorConfig::default())
+        .map_err(|e| TrainError::Detector(e.to_string()))?;
+    let seen: Vec<Seen> = pool.install(|| {
+        entries
+            .par_iter()
+            .map(|entry| observe(entry, &detector, &config, sides, Folds::Calibration))
+            .collect()
+    });
+    for (entry, s) in entries.iter().zip(&seen) {
+        if let Some(problem) = &s.problem {
+            log(&format!("skipped {}: {problem}", entry.name));
+        }
+    }
+    let calibration: Vec<&Observation> = seen
+        .iter()
+        .filter(|s| s.fold == Fold::Calibration)
+        .flat_map(|s| &s.observations)
+        .collect();
+    log(&format!(
+        "{} calibration faces extracted in {:.0} s",
+        calibration.len(),
+        started.elapsed().as_secs_f64()
+    ));
+    let (_, main_logits) =
+        pool.install(|| calibration_logits(&calibration, &main.classifier, |o| &o.crop))?;
+    let (_, coarse_logits) =
+        pool.install(|| calibration_logits(&calibration, &branch.classifier, |o| &o.coarse_crop))?;
+    let calibration_raw = raw_outputs(
+        &calibration,
+        &base.parameters().geometry,
+        base.embedding(),
+        &main_logits,
+        Some(&coarse_logits),
+    );
+    let fusion = Fusion::fit(&calibration_raw, &fusion_weights(&calibration));
+    let mut calibration_real_scores: Vec<f64> = calibration_raw
+        .iter()
+        .filter(|(_, fake)| !*fake)
+        .map(|(raw, _)| fusion.probability(raw))
+        .collect();
+    calibration_real_scores.sort_by(|a, b| b.total_cmp(a));
+    let calibration_auc = calibration_aucs(&calibration_raw, &fusion);
+    log(&format!(
+        "calibration-fold AUC (not a test figure): {calibration_auc}; fusion weights {:?}",
+        fusion.weights
+    ));
+
+    let mut training = base_record.clone();
+    training["calibration_auc_without_coarse"] = base_record["calibration_auc"].clone();
+    training["calibration_auc"] = calibration_auc;
+    training[COARSE_PREFIX] = coarse_record.clone();
+    training["coarse_fused_by"] = json!({
+        "command": "facade fuse",
+        "base_model": base.fingerprint(),
+        "coarse_model": coarse.fingerprint(),
+        "calibration_observations": calibration.len(),
+        "seconds": started.elapsed().as_secs_f64().round(),
+    });
+    let training_set: Vec<String> = base
+        .training_set()
+        .iter()
+        .chain(coarse.training_set())
+        .cloned()
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut classifier_weights = classifier_tensors(base_dir, "")?;
+    classifier_weights.extend(classifier_tensors(
+        coarse_dir,
+        &format!("{COARSE_PREFIX}."),
+    )?);
+    let parameters = Parameters {
+        geometry: base.parameters().geometry.clone(),
+        fusion,
+        calibration_real_scores,
+        training,
+    };
+    Ok(Trained {
+        detectors: Detectors::from_fitted(
+            parameters,
+            base.embedding().clone(),
+            main.classifier,
+            main.crop_side,
+            Some(branch),
+            training_set,
+        ),
+        classifier_weights,
+    })
+}
+
+/// The training configuration whose folds and degraded copies match a model's record (the
+/// manifest it names unless another is given).
+fn fold_config(
+    record: &serde_json::Value,
+    manifest: Option<PathBuf>,
+    threads: usize,
+) -> Result<TrainConfig, TrainError> {
+    let missing = |field: &str| TrainError::Config(format!("the model records no {field}"));
+    let manifest = match manifest {
+        Some(path) => path,
+        None => record["manifest"]
+            .as_str()
+            .map(PathBuf::from)
+            .ok_or_else(|| missing("manifest"))?,
+    };
+    let mut config = TrainConfig::new(manifest);
+    config.seed = record["seed"].as_u64().ok_or_else(|| missing("seed"))?;
+    config.variants = record["variants"]
+        .as_u64()
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| missing("variants"))?;
+    config.holdout_sources = serde_json::from_value(record["holdout_sources"].clone())
+        .map_err(|_| missing("holdout_sources"))?;
+    config.max_per_source = serde_json::from_value(record["max_per_source"].clone())
+        .map_err(|_| missing("max_per_source"))?;
+    config.threads = threads.max(1);
+    Ok(config)
+}
+
+/// A model folder's classifier tensors (every ensemble member's), renamed with `prefix`.
+fn classifier_tensors(dir: &Path, prefix: &str) -> Result<HashMap<String, Tensor>, TrainError> {
+    let path = dir.join(WEIGHTS_FILE);
+    let tensors = candle_core::safetensors::load(&path, &Device::Cpu)?;
+    Ok(tensors
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("classifier"))
+        .map(|(name, tensor)| (format!("{prefix}{name}"), tensor))
+        .collect())
 }
 
 /// What the record says of the ImageNet weights: the file's name (not this machine's path)
@@ -399,7 +620,13 @@ fn fold_counts(entries: &[Entry], seen: &[Seen]) -> BTreeMap<String, BTreeMap<St
 }
 
 /// Hashes one entry and, unless it is a test image, extracts its observations.
-fn observe(entry: &Entry, detector: &FaceDetector, config: &TrainConfig) -> Seen {
+fn observe(
+    entry: &Entry,
+    detector: &FaceDetector,
+    config: &TrainConfig,
+    sides: CropSides,
+    folds: Folds,
+) -> Seen {
     let bytes = match std::fs::read(&entry.path) {
         Ok(bytes) => bytes,
         Err(e) => {
@@ -419,7 +646,7 @@ fn observe(entry: &Entry, detector: &FaceDetector, config: &TrainConfig) -> Seen
         observations: Vec::new(),
         problem: None,
     };
-    if fold == Fold::Test {
+    if fold == Fold::Test || (folds == Folds::Calibration && fold != Fold::Calibration) {
         return seen;
     }
     let image = match decode(&bytes, &DecodeLimits::default()) {
@@ -430,8 +657,7 @@ fn observe(entry: &Entry, detector: &FaceDetector, config: &TrainConfig) -> Seen
         }
     };
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ seed_of(&seen.sha256));
-    let side = config.crop_side;
-    match observation(entry, &image, detector, Jitter::default(), false, side) {
+    match observation(entry, &image, detector, Jitter::default(), false, sides) {
         Some(o) => seen.observations.push(o),
         None => {
             seen.problem = Some("no face found".into());
@@ -446,13 +672,13 @@ fn observe(entry: &Entry, detector: &FaceDetector, config: &TrainConfig) -> Seen
     for _ in 0..copies {
         let degradation = random_degradation(&mut rng);
         let jitter = if fold == Fold::Train {
-            random_jitter(&mut rng, side)
+            random_jitter(&mut rng, sides.main)
         } else {
             Jitter::default()
         };
         if let Ok(degraded) = degradation.apply(&image) {
             seen.observations
-                .extend(observation(entry, &degraded, detector, jitter, true, side));
+                .extend(observation(entry, &degraded, detector, jitter, true, sides));
         }
     }
     seen
@@ -469,7 +695,7 @@ fn observation(
     detector: &FaceDetector,
     jitter: Jitter,
     degraded: bool,
-    crop_side: usize,
+    sides: CropSides,
 ) -> Option<Observation> {
     let faces = detector.detect(image).ok()?;
     let face = faces.first()?;
@@ -480,7 +706,11 @@ fn observation(
         degraded,
         landmarks: normalized_landmarks(&face.landmarks, image.width(), image.height()),
         thumbnail: frame_thumbnail(image),
-        crop: aligned_crop(image, &face.landmarks, jitter, crop_side).pixels,
+        crop: aligned_crop(image, &face.landmarks, jitter, sides.main).pixels,
+        coarse_crop: sides
+            .coarse
+            .map(|side| aligned_crop(image, &face.landmarks, jitter, side).pixels)
+            .unwrap_or_default(),
     })
 }
 
@@ -785,11 +1015,12 @@ fn seeded_init(varmap: &VarMap, rng: &mut ChaCha8Rng) -> Result<(), TrainError> 
 fn calibration_logits(
     observations: &[&Observation],
     classifier: &ClassifierEnsemble,
+    crop: fn(&Observation) -> &Vec<u8>,
 ) -> Result<(Vec<Vec<f32>>, Vec<f32>), TrainError> {
     let mut each = vec![Vec::with_capacity(observations.len()); classifier.members().len()];
     let mut mean = Vec::with_capacity(observations.len());
     for chunk in observations.chunks(BATCH) {
-        let crops: Vec<&[u8]> = chunk.iter().map(|o| o.crop.as_slice()).collect();
+        let crops: Vec<&[u8]> = chunk.iter().map(|o| crop(o).as_slice()).collect();
         let (chunk_each, chunk_mean) = classifier.member_and_mean_logits(&crops)?;
         for (all, part) in each.iter_mut().zip(chunk_each) {
             all.extend(part);
@@ -799,21 +1030,25 @@ fn calibration_logits(
     Ok((each, mean))
 }
 
-/// Raw detector outputs for observations, given the classifier's logit for each.
+/// Raw detector outputs for observations, given the classifier's logit for each (and the
+/// coarse branch's, when there is one).
 fn raw_outputs(
     observations: &[&Observation],
     geometry: &GeometryModel,
     embedding: &FrameEmbedding,
     classifier_logits: &[f32],
+    coarse_logits: Option<&[f32]>,
 ) -> Vec<(Raw, bool)> {
     observations
         .iter()
         .zip(classifier_logits)
-        .map(|(o, &classifier)| {
+        .enumerate()
+        .map(|(i, (o, &classifier))| {
             let raw = Raw {
                 geometry: geometry.distance(&o.landmarks),
                 embedding: embedding.reconstruction_error(&o.thumbnail),
                 classifier,
+                coarse: coarse_logits.and_then(|l| l.get(i).copied()),
             };
             (raw, o.fake)
         })
@@ -825,12 +1060,16 @@ fn calibration_aucs(samples: &[(Raw, bool)], fusion: &Fusion) -> serde_json::Val
         let scored: Vec<(f64, bool)> = samples.iter().map(|(r, f)| (score(r), *f)).collect();
         rounded_auc(&scored)
     };
-    json!({
+    let mut aucs = json!({
         "geometry": auc(&|r| -f64::from(r.geometry)),
         "embedding": auc(&|r| -f64::from(r.embedding)),
         "classifier": auc(&|r| f64::from(r.classifier)),
         "fused": auc(&|r| fusion.probability(r)),
-    })
+    });
+    if samples.iter().all(|(r, _)| r.coarse.is_some()) && !samples.is_empty() {
+        aucs["coarse"] = json!(auc(&|r| r.coarse.map_or(0.0, f64::from)));
+    }
+    aucs
 }
 
 /// ROC AUC of (score, is fake) pairs to four decimals, for the training record.
@@ -861,6 +1100,7 @@ mod tests {
                     landmarks: [0.0; 10],
                     thumbnail: Vec::new(),
                     crop: Vec::new(),
+                    coarse_crop: Vec::new(),
                 })
             })
             .collect()
