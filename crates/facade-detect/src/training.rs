@@ -204,30 +204,20 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
         entries.len(),
         config.manifest.display()
     ));
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(config.threads.max(1))
-        .build()
-        .map_err(|e| TrainError::Detector(e.to_string()))?;
-    let detector = FaceDetector::new(DetectorConfig::default())
-        .map_err(|e| TrainError::Detector(e.to_string()))?;
-    let seen: Vec<Seen> = pool.install(|| {
-        entries
-            .par_iter()
-            .map(|entry| {
-                let sides = CropSides {
-                    main: config.crop_side,
-                    coarse: None,
-                };
-                observe(entry, &detector, config, sides, Folds::TrainAndCalibration)
-            })
-            .collect()
-    });
+    let pool = thread_pool(config)?;
+    let sides = CropSides {
+        main: config.crop_side,
+        coarse: None,
+    };
+    let seen = extract(
+        &entries,
+        config,
+        &pool,
+        sides,
+        Folds::TrainAndCalibration,
+        log,
+    )?;
     let counts = fold_counts(&entries, &seen);
-    for (entry, s) in entries.iter().zip(&seen) {
-        if let Some(problem) = &s.problem {
-            log(&format!("skipped {}: {problem}", entry.name));
-        }
-    }
     log(&format!(
         "faces extracted in {:.0} s",
         started.elapsed().as_secs_f64()
@@ -429,23 +419,8 @@ pub fn add_coarse_branch(
         entries.len(),
         config.manifest.display()
     ));
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(config.threads.max(1))
-        .build()
-        .map_err(|e| TrainError::Detector(e.to_string()))?;
-    let detector = FaceDetector::new(DetectorConfig::default())
-        .map_err(|e| TrainError::Detector(e.to_string()))?;
-    let seen: Vec<Seen> = pool.install(|| {
-        entries
-            .par_iter()
-            .map(|entry| observe(entry, &detector, &config, sides, Folds::Calibration))
-            .collect()
-    });
-    for (entry, s) in entries.iter().zip(&seen) {
-        if let Some(problem) = &s.problem {
-            log(&format!("skipped {}: {problem}", entry.name));
-        }
-    }
+    let pool = thread_pool(&config)?;
+    let seen = extract(&entries, &config, &pool, sides, Folds::Calibration, log)?;
     let calibration: Vec<&Observation> = seen
         .iter()
         .filter(|s| s.fold == Fold::Calibration)
@@ -521,6 +496,39 @@ pub fn add_coarse_branch(
         ),
         classifier_weights,
     })
+}
+
+fn thread_pool(config: &TrainConfig) -> Result<rayon::ThreadPool, TrainError> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(config.threads.max(1))
+        .build()
+        .map_err(|e| TrainError::Detector(e.to_string()))
+}
+
+/// Every entry's hash, fold and (for the folds asked for) faces, in parallel; the entries
+/// that yield no face are logged one by one.
+fn extract(
+    entries: &[Entry],
+    config: &TrainConfig,
+    pool: &rayon::ThreadPool,
+    sides: CropSides,
+    folds: Folds,
+    log: &(dyn Fn(&str) + Sync),
+) -> Result<Vec<Seen>, TrainError> {
+    let detector = FaceDetector::new(DetectorConfig::default())
+        .map_err(|e| TrainError::Detector(e.to_string()))?;
+    let seen: Vec<Seen> = pool.install(|| {
+        entries
+            .par_iter()
+            .map(|entry| observe(entry, &detector, config, sides, folds))
+            .collect()
+    });
+    for (entry, s) in entries.iter().zip(&seen) {
+        if let Some(problem) = &s.problem {
+            log(&format!("skipped {}: {problem}", entry.name));
+        }
+    }
+    Ok(seen)
 }
 
 /// The training configuration whose folds and degraded copies match a model's record (the
