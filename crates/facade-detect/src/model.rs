@@ -69,9 +69,8 @@ pub struct Parameters {
 pub struct Detectors {
     parameters: Parameters,
     embedding: FrameEmbedding,
-    classifier: ClassifierEnsemble,
-    /// Side of the aligned crops the classifier was trained on, and so reads.
-    crop_side: usize,
+    /// The classifier and the side of the aligned crops it was trained on, and so reads.
+    main: Branch,
     /// A second classifier on a smaller crop, whose logit is a fourth feature of the fusion.
     coarse: Option<Branch>,
     training_set: Vec<String>,
@@ -163,10 +162,7 @@ impl Detectors {
         };
         let parameters: Parameters = serde_json::from_str(parameters)?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)?;
-        let Branch {
-            classifier,
-            crop_side,
-        } = Branch::load(&vb, &parameters.training)?;
+        let main = Branch::load(&vb, &parameters.training)?;
         let coarse = match parameters.training.get(COARSE_PREFIX) {
             Some(record) => Some(Branch::load(&vb.pp(COARSE_PREFIX), record)?),
             None => None,
@@ -201,8 +197,7 @@ impl Detectors {
         Ok(Detectors {
             parameters,
             embedding,
-            classifier,
-            crop_side,
+            main,
             coarse,
             training_set,
             fingerprint,
@@ -221,8 +216,10 @@ impl Detectors {
         Detectors {
             parameters,
             embedding,
-            classifier,
-            crop_side,
+            main: Branch {
+                classifier,
+                crop_side,
+            },
             coarse,
             training_set,
             // Not saved yet: a fingerprint comes with the files (`load`).
@@ -297,7 +294,7 @@ impl Detectors {
             return Ok(Vec::new());
         }
         let embedding = self.embedding.reconstruction_error(&frame_thumbnail(image));
-        let logits = self.main_branch().logits(image, faces)?;
+        let logits = self.main.logits(image, faces)?;
         let coarse_logits = match &self.coarse {
             Some(branch) => branch.logits(image, faces)?.into_iter().map(Some).collect(),
             None => vec![None; faces.len()],
@@ -320,11 +317,8 @@ impl Detectors {
     }
 
     /// The main classifier and its crop side.
-    pub fn main_branch(&self) -> Branch {
-        Branch {
-            classifier: self.classifier.clone(),
-            crop_side: self.crop_side,
-        }
+    pub fn main_branch(&self) -> &Branch {
+        &self.main
     }
 
     /// The coarse branch, in models that have one.
@@ -339,7 +333,7 @@ impl Detectors {
 
     /// How many classifiers the model averages.
     pub fn classifier_members(&self) -> usize {
-        self.classifier.members().len()
+        self.main.classifier.members().len()
     }
 
     pub fn fuse(&self, raw: &Raw) -> FaceScore {

@@ -303,14 +303,8 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
             "fewer than 5 fakes or reals in the calibration fold".into(),
         ));
     }
-    let fusion = Fusion::fit(&calibration_raw, &fusion_weights(&calibration));
-    let mut calibration_real_scores: Vec<f64> = calibration_raw
-        .iter()
-        .filter(|(_, fake)| !*fake)
-        .map(|(raw, _)| fusion.probability(raw))
-        .collect();
-    calibration_real_scores.sort_by(|a, b| b.total_cmp(a));
-    let calibration_auc = calibration_aucs(&calibration_raw, &fusion);
+    let (fusion, calibration_real_scores, calibration_auc) =
+        fit_fusion(&calibration_raw, &calibration);
     log(&format!(
         "calibration-fold AUC (not a test figure): {calibration_auc}"
     ));
@@ -442,14 +436,8 @@ pub fn add_coarse_branch(
         &main_logits,
         Some(&coarse_logits),
     );
-    let fusion = Fusion::fit(&calibration_raw, &fusion_weights(&calibration));
-    let mut calibration_real_scores: Vec<f64> = calibration_raw
-        .iter()
-        .filter(|(_, fake)| !*fake)
-        .map(|(raw, _)| fusion.probability(raw))
-        .collect();
-    calibration_real_scores.sort_by(|a, b| b.total_cmp(a));
-    let calibration_auc = calibration_aucs(&calibration_raw, &fusion);
+    let (fusion, calibration_real_scores, calibration_auc) =
+        fit_fusion(&calibration_raw, &calibration);
     log(&format!(
         "calibration-fold AUC (not a test figure): {calibration_auc}; fusion weights {:?}",
         fusion.weights
@@ -489,9 +477,9 @@ pub fn add_coarse_branch(
         detectors: Detectors::from_fitted(
             parameters,
             base.embedding().clone(),
-            main.classifier,
+            main.classifier.clone(),
             main.crop_side,
-            Some(branch),
+            Some(branch.clone()),
             training_set,
         ),
         classifier_weights,
@@ -1061,6 +1049,23 @@ fn raw_outputs(
             (raw, o.fake)
         })
         .collect()
+}
+
+/// The fusion fitted on the calibration fold's detector outputs, the fold's real faces' fused
+/// scores (descending: the operating points are read from them) and the fold's AUCs.
+fn fit_fusion(
+    calibration_raw: &[(Raw, bool)],
+    calibration: &[&Observation],
+) -> (Fusion, Vec<f64>, serde_json::Value) {
+    let fusion = Fusion::fit(calibration_raw, &fusion_weights(calibration));
+    let mut real_scores: Vec<f64> = calibration_raw
+        .iter()
+        .filter(|(_, fake)| !*fake)
+        .map(|(raw, _)| fusion.probability(raw))
+        .collect();
+    real_scores.sort_by(|a, b| b.total_cmp(a));
+    let aucs = calibration_aucs(calibration_raw, &fusion);
+    (fusion, real_scores, aucs)
 }
 
 fn calibration_aucs(samples: &[(Raw, bool)], fusion: &Fusion) -> serde_json::Value {
