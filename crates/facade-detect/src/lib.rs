@@ -21,7 +21,8 @@
 //! embedded in the binary). [`training`] rebuilds every learned part from a labelled manifest,
 //! deterministically; [`dataset`] holds the manifest, the content-hash split and the
 //! degradations (resizing, JPEG re-encoding) shared by training and evaluation, and
-//! [`metrics`] the ROC figures. [`judge::Judge`] runs the whole look at one image (decode,
+//! [`metrics`] the ROC figures; [`vectors`] runs the networks' hand-written loops on the CPU's
+//! widest vector unit. [`judge::Judge`] runs the whole look at one image (decode,
 //! faces, scores, verdict) and [`record::Record`] is what it says, as every front end writes it.
 
 pub mod align;
@@ -37,6 +38,7 @@ pub mod metrics;
 pub mod model;
 pub mod record;
 pub mod training;
+pub mod vectors;
 
 pub use fusion::Contribution;
 pub use judge::{Judge, Judgement, JudgingPool, Scanned};

@@ -24,6 +24,7 @@ use candle_core::{
 };
 use std::path::{Path, PathBuf};
 
+use crate::vectors::{widest, Wide};
 use candle_nn::{linear, Linear, VarBuilder, VarMap};
 use rayon::prelude::*;
 
@@ -395,10 +396,7 @@ impl CustomOp2 for BiasRelu6 {
         if bias.len() != c {
             candle_core::bail!("bias-relu6: {} biases for {c} channels", bias.len());
         }
-        let mut out = Vec::with_capacity(c * m);
-        for (row, &b) in z.chunks_exact(m.max(1)).zip(bias) {
-            out.extend(row.iter().map(|v| (v + b).clamp(0.0, 6.0)));
-        }
+        let out = widest(BiasRelu6Rows { z, bias, m });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -438,6 +436,25 @@ fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Res
     Ok(&values[start..end])
 }
 
+/// [`BiasRelu6`]'s forward pass: `relu6(z + bias)` per row of `m` values.
+struct BiasRelu6Rows<'a> {
+    z: &'a [f32],
+    bias: &'a [f32],
+    m: usize,
+}
+
+impl Wide for BiasRelu6Rows<'_> {
+    type Output = Vec<f32>;
+    #[inline(always)]
+    fn run(self) -> Vec<f32> {
+        let mut out = Vec::with_capacity(self.z.len());
+        for (row, &b) in self.z.chunks_exact(self.m.max(1)).zip(self.bias) {
+            out.extend(row.iter().map(|v| (v + b).clamp(0.0, 6.0)));
+        }
+        out
+    }
+}
+
 /// A k×k depthwise convolution (zero padding k/2, stride 1 or 2) of channel-major maps
 /// `(C, N, H, W)` with weights `(C, k·k)` and bias `(C,)`, followed by ReLU6. Every channel is
 /// computed on its own (in parallel), and its sums run in a fixed order, so the result and
@@ -446,6 +463,15 @@ struct Depthwise {
     kernel: usize,
     stride: usize,
 }
+
+/// Output rows at least this wide run the depthwise forward pass plane by plane; narrower ones
+/// channels-last. Plane by plane, a 4×4 or 2×2 map leaves rows of a few values per tap (the op
+/// cost a fifth of a scan so, stop 24); channels-last, the transposes of the 64×64 and 32×32
+/// maps took a quarter of a full scan (stop 31, `perf`).
+const PLANE_WISE_MIN_WIDTH: usize = 16;
+
+/// Outputs of a row that the plane-by-plane pass sums at once, in registers.
+const LANES: usize = 8;
 
 /// Shapes of one [`Depthwise`] application.
 #[derive(Clone, Copy)]
@@ -460,15 +486,11 @@ struct DepthwiseShape {
 }
 
 impl DepthwiseShape {
-    /// Calls `visit(row, tap)` for every output row of one channel's planes and every tap that
-    /// reads a row of the input: [`TapRow`] says where the two rows start and which outputs of
-    /// the row read inside the input (the others read padding). Offsets are relative to the
-    /// channel's `N·H·W` input block and `N·H'·W'` output block.
-    #[inline]
-    fn for_each_tap_row(&self, mut visit: impl FnMut(TapRow)) {
+    /// For each kx: the outputs `first..end` of a row whose input column
+    /// `ox·stride + kx − pad` lies in `0..w` (the others read padding).
+    fn column_spans(&self) -> Vec<(usize, usize)> {
         let pad = self.kernel / 2;
-        // For each kx: the outputs whose input column `ox·stride + kx − pad` lies in 0..w.
-        let spans: Vec<(usize, usize)> = (0..self.kernel)
+        (0..self.kernel)
             .map(|kx| {
                 let first = pad.saturating_sub(kx).div_ceil(self.stride);
                 let last = (self.w - 1 + pad)
@@ -477,7 +499,17 @@ impl DepthwiseShape {
                 let end = last.unwrap_or(0).min(self.ow);
                 (first.min(end), end)
             })
-            .collect();
+            .collect()
+    }
+
+    /// Calls `visit(row, tap)` for every output row of one channel's planes and every tap that
+    /// reads a row of the input: [`TapRow`] says where the two rows start and which outputs of
+    /// the row read inside the input (the others read padding). Offsets are relative to the
+    /// channel's `N·H·W` input block and `N·H'·W'` output block.
+    #[inline(always)]
+    fn for_each_tap_row(&self, mut visit: impl FnMut(TapRow)) {
+        let pad = self.kernel / 2;
+        let spans = self.column_spans();
         for b in 0..self.n {
             for oy in 0..self.oh {
                 let out_row = (b * self.oh + oy) * self.ow;
@@ -506,15 +538,54 @@ impl DepthwiseShape {
     }
 
     /// The forward pass over channel-major `maps` `(C, N, H, W)`: `relu6(bias + Σ taps · input)`
-    /// per output, as `(C, N, H', W')`. It runs channels-last: the maps and weights are
-    /// transposed once so that each tap is one pass along all C channels of a pixel, which the
-    /// compiler vectorises (channel by channel, the last stages' 4×4 and 2×2 maps left rows of
-    /// two or four values per tap, and the op cost a fifth of a scan for 3% of its arithmetic).
-    /// Each output adds its taps in the order (ky, kx), skipping the padding, as the backward
-    /// pass's [`TapRow`]s visit them: the same floats as a channel-by-channel pass.
+    /// per output, as `(C, N, H', W')`, plane by plane where rows are at least
+    /// [`PLANE_WISE_MIN_WIDTH`] wide, channels-last where they are narrower. Either way each
+    /// output adds its taps in the order (ky, kx), as the backward pass's [`TapRow`]s visit
+    /// them.
     fn forward(&self, maps: &[f32], weight: &[f32], bias: &[f32], c: usize) -> Vec<f32> {
+        if self.ow >= PLANE_WISE_MIN_WIDTH {
+            self.forward_plane_wise(maps, weight, bias, c)
+        } else {
+            self.forward_channels_last(maps, weight, bias, c)
+        }
+    }
+
+    /// The forward pass channel by channel, on the maps as they are, each channel on the
+    /// widest vector unit ([`ChannelForward`]). Each output adds its taps in the same (ky, kx)
+    /// order as [`DepthwiseShape::forward_channels_last`], so the two give the same floats (a
+    /// test holds them to it).
+    fn forward_plane_wise(&self, maps: &[f32], weight: &[f32], bias: &[f32], c: usize) -> Vec<f32> {
+        let k2 = self.kernel * self.kernel;
+        let (plane_in, plane_out) = (self.n * self.h * self.w, self.n * self.oh * self.ow);
+        let mut out = vec![0.0f32; c * plane_out];
+        out.par_chunks_mut(plane_out)
+            .enumerate()
+            .for_each(|(ch, out)| {
+                let x = &maps[ch * plane_in..][..plane_in];
+                let t = &weight[ch * k2..][..k2];
+                widest(ChannelForward {
+                    shape: self,
+                    x,
+                    taps: t,
+                    bias: bias[ch],
+                    out,
+                });
+            });
+        out
+    }
+
+    /// The forward pass channels-last: the maps and weights are transposed once so that each
+    /// tap is one pass along all C channels of a pixel, which vectorises however small the map
+    /// (channel by channel, the last stages' 4×4 and 2×2 maps leave rows of two or four values
+    /// per tap). The padding's taps are skipped.
+    fn forward_channels_last(
+        &self,
+        maps: &[f32],
+        weight: &[f32],
+        bias: &[f32],
+        c: usize,
+    ) -> Vec<f32> {
         let (n, h, w, k) = (self.n, self.h, self.w, self.kernel);
-        let pad = k / 2;
         let last = transposed(maps, c, n * h * w);
         let taps = transposed(weight, c, k * k);
         let mut out_last = vec![0.0f32; n * self.oh * self.ow * c];
@@ -522,46 +593,201 @@ impl DepthwiseShape {
             .par_chunks_mut(self.ow * c)
             .enumerate()
             .for_each(|(row, out_row)| {
-                let (b, oy) = (row / self.oh, row % self.oh);
-                for (ox, out) in out_row.chunks_exact_mut(c).enumerate() {
-                    out.copy_from_slice(bias);
-                    for ky in 0..k {
-                        let Some(iy) = (oy * self.stride + ky).checked_sub(pad).filter(|&y| y < h)
-                        else {
-                            continue;
-                        };
-                        for kx in 0..k {
-                            let Some(ix) =
-                                (ox * self.stride + kx).checked_sub(pad).filter(|&x| x < w)
-                            else {
-                                continue;
-                            };
-                            let x = &last[((b * h + iy) * w + ix) * c..][..c];
-                            let t = &taps[(ky * k + kx) * c..][..c];
-                            for ((o, &t), &x) in out.iter_mut().zip(t).zip(x) {
-                                *o += t * x;
-                            }
-                        }
-                    }
-                    for v in out.iter_mut() {
-                        *v = v.clamp(0.0, 6.0);
-                    }
-                }
+                widest(RowChannelsLast {
+                    shape: self,
+                    row,
+                    last: &last,
+                    taps: &taps,
+                    bias,
+                    out_row,
+                })
             });
         transposed(&out_last, n * self.oh * self.ow, c)
     }
 }
 
-/// The `cols × rows` transpose of a row-major `rows × cols` matrix (channel-major planes to
-/// channels-last pixels and back).
-fn transposed(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0f32; rows * cols];
-    for (r, row) in data.chunks_exact(cols).enumerate() {
-        for (col, &v) in row.iter().enumerate() {
-            out[col * rows + r] = v;
+/// One channel of [`DepthwiseShape::forward_plane_wise`]: runs of [`LANES`] outputs of a row
+/// summed in registers over every tap, in (ky, kx) order, with no closure, so that all of it
+/// inlines into [`widest`]'s wide function. (Adding each tap along a whole output row in
+/// memory, or reading strided inputs in place, left the op at two fifths of the classifier's
+/// time.)
+struct ChannelForward<'a> {
+    shape: &'a DepthwiseShape,
+    x: &'a [f32],
+    taps: &'a [f32],
+    bias: f32,
+    out: &'a mut [f32],
+}
+
+impl Wide for ChannelForward<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let ChannelForward {
+            shape,
+            x,
+            taps,
+            bias,
+            out,
+        } = self;
+        let (k, stride, pad) = (shape.kernel, shape.stride, shape.kernel / 2);
+        // The input, zero-padded by `pad` on every side and split into its `stride` column
+        // phases (`phase_width` values a row): output column `ox` reads padded column
+        // `ox·stride + kx`, which is phase `kx % stride` at `ox + kx / stride`, so a run of
+        // outputs reads a run of consecutive values for every tap.
+        let (padded_h, padded_w) = (shape.h + 2 * pad, shape.w + 2 * pad);
+        let phase_width = padded_w.div_ceil(stride);
+        let phase_len = shape.n * padded_h * phase_width;
+        let mut phases = vec![0.0f32; stride * phase_len];
+        for (r, row) in x.chunks_exact(shape.w).enumerate() {
+            let (b, y) = (r / shape.h, r % shape.h);
+            let padded_row = b * padded_h + y + pad;
+            for phase in 0..stride {
+                // Padded columns `phase, phase + stride, ...` that hold input column
+                // `column - pad`: from the first at or after `pad` to the last before `w + pad`.
+                let first = (pad + stride - 1 - phase) / stride;
+                let from = first * stride + phase - pad;
+                let dest =
+                    &mut phases[phase * phase_len + padded_row * phase_width..][first..phase_width];
+                if stride == 1 {
+                    dest[..shape.w].copy_from_slice(row);
+                } else {
+                    for (d, &v) in dest.iter_mut().zip(row[from..].iter().step_by(stride)) {
+                        *d = v;
+                    }
+                }
+            }
+        }
+        // Where output column 0 reads tap kx: its phase's block, and its place in the row.
+        let columns: Vec<usize> = (0..k)
+            .map(|kx| (kx % stride) * phase_len + kx / stride)
+            .collect();
+        // Each output sums its taps in (ky, kx) order in a register, the padding's taps adding
+        // zero (which leaves every sum as it was, but for the sign of a zero).
+        for b in 0..shape.n {
+            for oy in 0..shape.oh {
+                let out_row = &mut out[(b * shape.oh + oy) * shape.ow..][..shape.ow];
+                let rows: Vec<usize> = (0..k)
+                    .map(|ky| (b * padded_h + oy * stride + ky) * phase_width)
+                    .collect();
+                let tap_input = |ky: usize, kx: usize, ox: usize| rows[ky] + columns[kx] + ox;
+                let full_runs = shape.ow / LANES * LANES;
+                for ox in (0..full_runs).step_by(LANES) {
+                    let mut acc = [bias; LANES];
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let tap = taps[ky * k + kx];
+                            let inputs: &[f32; LANES] = phases[tap_input(ky, kx, ox)..][..LANES]
+                                .try_into()
+                                .expect("a slice of LANES values");
+                            for (a, &x) in acc.iter_mut().zip(inputs) {
+                                *a += tap * x;
+                            }
+                        }
+                    }
+                    for (o, a) in out_row[ox..ox + LANES].iter_mut().zip(acc) {
+                        *o = a.clamp(0.0, 6.0);
+                    }
+                }
+                for (ox, o) in out_row.iter_mut().enumerate().skip(full_runs) {
+                    let mut acc = bias;
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            acc += taps[ky * k + kx] * phases[tap_input(ky, kx, ox)];
+                        }
+                    }
+                    *o = acc.clamp(0.0, 6.0);
+                }
+            }
         }
     }
-    out
+}
+
+/// One output row of [`DepthwiseShape::forward_channels_last`]: every pixel's channels at
+/// once, the taps in (ky, kx) order, skipping the padding.
+struct RowChannelsLast<'a> {
+    shape: &'a DepthwiseShape,
+    row: usize,
+    last: &'a [f32],
+    taps: &'a [f32],
+    bias: &'a [f32],
+    out_row: &'a mut [f32],
+}
+
+impl Wide for RowChannelsLast<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        let RowChannelsLast {
+            shape,
+            row,
+            last,
+            taps,
+            bias,
+            out_row,
+        } = self;
+        let (h, w, k, c) = (shape.h, shape.w, shape.kernel, bias.len());
+        let pad = k / 2;
+        let (b, oy) = (row / shape.oh, row % shape.oh);
+        for (ox, out) in out_row.chunks_exact_mut(c).enumerate() {
+            out.copy_from_slice(bias);
+            for ky in 0..k {
+                let Some(iy) = (oy * shape.stride + ky).checked_sub(pad).filter(|&y| y < h) else {
+                    continue;
+                };
+                for kx in 0..k {
+                    let Some(ix) = (ox * shape.stride + kx).checked_sub(pad).filter(|&x| x < w)
+                    else {
+                        continue;
+                    };
+                    let x = &last[((b * h + iy) * w + ix) * c..][..c];
+                    let t = &taps[(ky * k + kx) * c..][..c];
+                    for ((o, &t), &x) in out.iter_mut().zip(t).zip(x) {
+                        *o += t * x;
+                    }
+                }
+            }
+            for v in out.iter_mut() {
+                *v = v.clamp(0.0, 6.0);
+            }
+        }
+    }
+}
+
+/// The `cols × rows` transpose of a row-major `rows × cols` matrix (channel-major planes to
+/// channels-last pixels and back), in square tiles so that both the reads and the writes stay
+/// within a few cache lines.
+fn transposed(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    widest(Transpose { data, rows, cols })
+}
+
+struct Transpose<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+}
+
+impl Wide for Transpose<'_> {
+    type Output = Vec<f32>;
+    #[inline(always)]
+    fn run(self) -> Vec<f32> {
+        const TILE: usize = 16;
+        let Transpose { data, rows, cols } = self;
+        let mut out = vec![0.0f32; rows * cols];
+        for r0 in (0..rows).step_by(TILE) {
+            let r1 = (r0 + TILE).min(rows);
+            for c0 in (0..cols).step_by(TILE) {
+                let c1 = (c0 + TILE).min(cols);
+                for r in r0..r1 {
+                    let row = &data[r * cols..][c0..c1];
+                    for (col, &v) in (c0..c1).zip(row) {
+                        out[col * rows + r] = v;
+                    }
+                }
+            }
+        }
+        out
+    }
 }
 
 /// One tap applied along one output row: outputs `output..output + len` read inputs
@@ -710,10 +936,35 @@ mod tests {
     /// The depthwise op against candle's grouped conv2d (NCHW), forward and all three
     /// gradients, for both kernels and both strides the network uses.
     #[test]
+    fn both_depthwise_passes_give_the_same_floats() {
+        let mut rng = ChaCha8Rng::seed_from_u64(12);
+        for (kernel, stride) in [(3, 1), (3, 2), (5, 1), (5, 2)] {
+            let (c, n, h, w) = (3, 2, 19, 34);
+            let shape = Depthwise { kernel, stride }.shape(n, h, w);
+            let flat = |t: Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("v");
+            let maps = flat(random(&mut rng, &[c, n, h, w], 4.0));
+            let weight = flat(random(&mut rng, &[c, kernel * kernel], 0.5));
+            let bias = flat(random(&mut rng, &[c], 0.5));
+            let plane_wise = shape.forward_plane_wise(&maps, &weight, &bias, c);
+            let channels_last = shape.forward_channels_last(&maps, &weight, &bias, c);
+            assert!(plane_wise.iter().any(|&v| v > 0.0 && v < 6.0));
+            assert_eq!(
+                plane_wise, channels_last,
+                "kernel {kernel}, stride {stride}"
+            );
+        }
+    }
+
+    #[test]
     fn depthwise_matches_candle_grouped_convolution_and_its_gradients() {
         let mut rng = ChaCha8Rng::seed_from_u64(11);
-        for (kernel, stride) in [(3, 1), (3, 2), (5, 1), (5, 2)] {
-            let (c, n, h, w) = (4, 2, 9, 8);
+        // 8 columns run channels-last, 37 plane by plane (with a row that is no whole number
+        // of register runs).
+        let cases = [(3, 1), (3, 2), (5, 1), (5, 2)]
+            .into_iter()
+            .flat_map(|taps| [(taps, 9, 8), (taps, 21, 37)]);
+        for ((kernel, stride), h, w) in cases {
+            let (c, n) = (4, 2);
             let x = Var::from_tensor(&random(&mut rng, &[c, n, h, w], 2.0)).expect("x");
             let wt = Var::from_tensor(&random(&mut rng, &[c, kernel * kernel], 0.5)).expect("w");
             let b = Var::from_tensor(&random(&mut rng, &[c], 0.5)).expect("b");
