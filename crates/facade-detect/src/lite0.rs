@@ -486,11 +486,15 @@ struct DepthwiseShape {
 }
 
 impl DepthwiseShape {
-    /// For each kx: the outputs `first..end` of a row whose input column
-    /// `ox·stride + kx − pad` lies in `0..w` (the others read padding).
-    fn column_spans(&self) -> Vec<(usize, usize)> {
+    /// Calls `visit(row, tap)` for every output row of one channel's planes and every tap that
+    /// reads a row of the input: [`TapRow`] says where the two rows start and which outputs of
+    /// the row read inside the input (the others read padding). Offsets are relative to the
+    /// channel's `N·H·W` input block and `N·H'·W'` output block.
+    #[inline]
+    fn for_each_tap_row(&self, mut visit: impl FnMut(TapRow)) {
         let pad = self.kernel / 2;
-        (0..self.kernel)
+        // For each kx: the outputs whose input column `ox·stride + kx − pad` lies in 0..w.
+        let spans: Vec<(usize, usize)> = (0..self.kernel)
             .map(|kx| {
                 let first = pad.saturating_sub(kx).div_ceil(self.stride);
                 let last = (self.w - 1 + pad)
@@ -499,17 +503,7 @@ impl DepthwiseShape {
                 let end = last.unwrap_or(0).min(self.ow);
                 (first.min(end), end)
             })
-            .collect()
-    }
-
-    /// Calls `visit(row, tap)` for every output row of one channel's planes and every tap that
-    /// reads a row of the input: [`TapRow`] says where the two rows start and which outputs of
-    /// the row read inside the input (the others read padding). Offsets are relative to the
-    /// channel's `N·H·W` input block and `N·H'·W'` output block.
-    #[inline(always)]
-    fn for_each_tap_row(&self, mut visit: impl FnMut(TapRow)) {
-        let pad = self.kernel / 2;
-        let spans = self.column_spans();
+            .collect();
         for b in 0..self.n {
             for oy in 0..self.oh {
                 let out_row = (b * self.oh + oy) * self.ow;
@@ -667,10 +661,9 @@ impl Wide for ChannelForward<'_> {
         for b in 0..shape.n {
             for oy in 0..shape.oh {
                 let out_row = &mut out[(b * shape.oh + oy) * shape.ow..][..shape.ow];
-                let rows: Vec<usize> = (0..k)
-                    .map(|ky| (b * padded_h + oy * stride + ky) * phase_width)
-                    .collect();
-                let tap_input = |ky: usize, kx: usize, ox: usize| rows[ky] + columns[kx] + ox;
+                let top_row = (b * padded_h + oy * stride) * phase_width;
+                let tap_input =
+                    |ky: usize, kx: usize, ox: usize| top_row + ky * phase_width + columns[kx] + ox;
                 let full_runs = shape.ow / LANES * LANES;
                 for ox in (0..full_runs).step_by(LANES) {
                     let mut acc = [bias; LANES];
