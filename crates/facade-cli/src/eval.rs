@@ -180,6 +180,15 @@ fn render_condition(out: &mut String, c: &ConditionReport) {
             peer,
         );
     }
+    if c.faces_scored > 0 {
+        let _ = writeln!(
+            out,
+            "  mirror view read for {} of {} faces ({}); the others were scored on the crop alone (far from the operating points at FPR 1%, 0.1% and --fpr)",
+            c.faces_mirror_read,
+            c.faces_scored,
+            pct(Some(c.faces_mirror_read as f64 / c.faces_scored as f64))
+        );
+    }
     let op = &c.operating_point;
     let _ = writeln!(
         out,

@@ -37,6 +37,9 @@ enum Command {
     /// Add a second model's classifier to a model as its coarse branch, and refit the fusion
     /// over the four detectors on the calibration fold.
     Fuse(train::FuseArgs),
+    /// Measure on the calibration fold how far a model's mirror view moves its scores, so that
+    /// scans read it only near an operating point (`facade train` does this itself).
+    Cascade(train::CascadeArgs),
     /// Measure the detectors on a labelled manifest (held-out images only), per source.
     Eval(eval::EvalArgs),
     /// Find networks of coordinated accounts in an account export. Large exports spill to
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => scan::run(args),
         Command::Train(args) => train::run(args),
         Command::Fuse(args) => train::fuse(args),
+        Command::Cascade(args) => train::cascade(args),
         Command::Eval(args) => eval::run(args),
         Command::Networks(args) => networks::run(*args),
         Command::Simulate(args) => simulate::run(args),

@@ -1,12 +1,13 @@
 //! `facade train`: rebuilds the detectors from a labelled manifest and writes a model folder;
-//! `facade fuse`: adds a second model's classifier to one as its coarse branch.
+//! `facade fuse`: adds a second model's classifier to one as its coarse branch;
+//! `facade cascade`: measures where a model's scan may skip the mirror view.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use facade_detect::training::{add_coarse_branch, train, TrainConfig};
+use facade_detect::training::{add_coarse_branch, add_mirror_cascade, train, TrainConfig, Trained};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum Backbone {
@@ -106,19 +107,68 @@ pub struct FuseArgs {
 pub fn fuse(args: FuseArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     keep_freed_memory_for_reuse();
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let log = |line: &str| eprintln!("facade fuse: {line}");
-    let fused = add_coarse_branch(&args.model, &args.coarse, args.manifest, threads, &log)
-        .context("adding the coarse branch")?;
-    fused
+    let fused = add_coarse_branch(
+        &args.model,
+        &args.coarse,
+        args.manifest,
+        threads_or_all(args.threads),
+        &log,
+    )
+    .context("adding the coarse branch")?;
+    write_model(&fused, &args.out, "fuse", started)
+}
+
+#[derive(clap::Args)]
+pub struct CascadeArgs {
+    /// The model to measure (a `facade train` or `facade fuse` folder); only its mirror
+    /// cascade changes.
+    #[arg(long)]
+    model: PathBuf,
+    /// Folder to write the model with its cascade into.
+    #[arg(long)]
+    out: PathBuf,
+    /// The labelled manifest [default: the one the model's record names].
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// Threads [default: all cores].
+    #[arg(long, short = 'j')]
+    threads: Option<usize>,
+}
+
+/// `facade cascade`: the calibration fold's faces are extracted again and scored with and
+/// without the mirror view; the largest change sets where a scan reads it (`facade train`
+/// does this for the models it writes).
+pub fn cascade(args: CascadeArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let log = |line: &str| eprintln!("facade cascade: {line}");
+    let measured = add_mirror_cascade(
+        &args.model,
+        args.manifest,
+        threads_or_all(args.threads),
+        &log,
+    )
+    .context("measuring the mirror cascade")?;
+    write_model(&measured, &args.out, "cascade", started)
+}
+
+fn threads_or_all(threads: Option<usize>) -> usize {
+    threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+fn write_model(
+    model: &Trained,
+    out: &std::path::Path,
+    command: &str,
+    started: Instant,
+) -> anyhow::Result<ExitCode> {
+    model
         .detectors
-        .save(&args.out, &fused.classifier_weights)
-        .with_context(|| format!("writing the model to {}", args.out.display()))?;
+        .save(out, &model.classifier_weights)
+        .with_context(|| format!("writing the model to {}", out.display()))?;
     eprintln!(
-        "facade fuse: model written to {} in {:.0} s",
-        args.out.display(),
+        "facade {command}: model written to {} in {:.0} s",
+        out.display(),
         started.elapsed().as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)
@@ -159,16 +209,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     }
     let log = |line: &str| eprintln!("facade train: {line}");
     let trained = train(&config, &log).context("training")?;
-    trained
-        .detectors
-        .save(&args.out, &trained.classifier_weights)
-        .with_context(|| format!("writing the model to {}", args.out.display()))?;
-    eprintln!(
-        "facade train: model written to {} in {:.0} s",
-        args.out.display(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(ExitCode::SUCCESS)
+    write_model(&trained, &args.out, "train", started)
 }
 
 /// Training allocates the same large batch tensors (up to ~38 MB) at every step. glibc's

@@ -226,15 +226,77 @@ impl ClassifierEnsemble {
         ))
     }
 
-    /// Each member's own logits (as [`FaceClassifier::logits`]) and the ensemble's (as
-    /// [`ClassifierEnsemble::logits`]), from one forward pass of each member.
-    pub fn member_and_mean_logits(&self, crops: &[&[u8]]) -> Result<(Vec<Vec<f32>>, Vec<f32>)> {
+    /// Each member's own logits (as [`FaceClassifier::logits`]), the ensemble's (as
+    /// [`ClassifierEnsemble::logits`]) and the ensemble's on the crops alone, without their
+    /// mirror images (as [`ViewSums::one_view`]), from one forward pass of each member.
+    pub fn member_and_mean_logits(&self, crops: &[&[u8]]) -> Result<CropLogits> {
         let views = both_views(&self.members, crops)?;
         let each = views
             .iter()
             .map(|v| mean_of_views(std::slice::from_ref(v), crops.len()))
             .collect();
-        Ok((each, mean_of_views(&views, crops.len())))
+        let crop_alone = ViewSums {
+            sums: sum_over_networks(&views, crops.len()),
+            networks: self.members.len(),
+        };
+        Ok(CropLogits {
+            each,
+            mean: mean_of_views(&views, crops.len()),
+            crop_alone: crop_alone.one_view(),
+        })
+    }
+
+    /// The members' summed logits on one view of each crop (`mirrored`: its mirror image), for
+    /// scanning that reads the mirror only where it could change a decision
+    /// ([`crate::cascade`]).
+    pub fn view_sums(&self, crops: &[&[u8]], mirrored: bool) -> Result<ViewSums> {
+        let Some(first) = self.members.first() else {
+            return Ok(ViewSums {
+                sums: vec![0.0; crops.len()],
+                networks: 0,
+            });
+        };
+        let x = first.input(crops, &vec![mirrored; crops.len()], &Device::Cpu)?;
+        let outputs = self
+            .members
+            .iter()
+            .map(|network| network.forward(&x)?.to_vec1())
+            .collect::<Result<Vec<Vec<f32>>>>()?;
+        Ok(ViewSums {
+            sums: sum_over_networks(&outputs, crops.len()),
+            networks: self.members.len(),
+        })
+    }
+}
+
+/// What [`ClassifierEnsemble::member_and_mean_logits`] returns.
+pub struct CropLogits {
+    /// Each member's mean over the crop and its mirror.
+    pub each: Vec<Vec<f32>>,
+    /// The ensemble's mean over the crop and its mirror: the logit scanning reads.
+    pub mean: Vec<f32>,
+    /// The ensemble's mean over the crops alone.
+    pub crop_alone: Vec<f32>,
+}
+
+/// The ensemble's logits on one view of each crop, summed over its members.
+#[derive(Debug, Clone)]
+pub struct ViewSums {
+    pub sums: Vec<f32>,
+    networks: usize,
+}
+
+impl ViewSums {
+    /// The ensemble's logit from this view alone.
+    pub fn one_view(&self) -> Vec<f32> {
+        let votes = self.networks.max(1) as f32;
+        self.sums.iter().map(|s| s / votes).collect()
+    }
+
+    /// The ensemble's logit of crop `i` over both views, `mirror` being the mirror view's sum:
+    /// the same floats as [`ClassifierEnsemble::logits`] (the views' sums added, then divided).
+    pub fn both_views(&self, i: usize, mirror: f32) -> f32 {
+        (self.sums[i] + mirror) / (2 * self.networks).max(1) as f32
     }
 }
 
@@ -255,14 +317,20 @@ fn both_views(networks: &[Network], crops: &[&[u8]]) -> Result<Vec<Vec<f32>>> {
         .collect()
 }
 
-/// The mean of [`both_views`] outputs over the networks and over each crop and its mirror.
-fn mean_of_views(views: &[Vec<f32>], crops: usize) -> Vec<f32> {
-    let mut sum = vec![0.0f32; 2 * crops];
-    for network in views {
+/// The networks' first `len` outputs summed, output by output.
+fn sum_over_networks(outputs: &[Vec<f32>], len: usize) -> Vec<f32> {
+    let mut sum = vec![0.0f32; len];
+    for network in outputs {
         for (total, logit) in sum.iter_mut().zip(network) {
             *total += logit;
         }
     }
+    sum
+}
+
+/// The mean of [`both_views`] outputs over the networks and over each crop and its mirror.
+fn mean_of_views(views: &[Vec<f32>], crops: usize) -> Vec<f32> {
+    let sum = sum_over_networks(views, 2 * crops);
     let votes = (2 * views.len()).max(1) as f32;
     let (plain, mirrored) = sum.split_at(crops);
     plain

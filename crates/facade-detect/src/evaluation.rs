@@ -103,6 +103,11 @@ pub struct ConditionReport {
     pub without_largest_real_source: Option<(String, Pooled, Pooled)>,
     pub operating_point: OperatingPoint,
     pub sources: Vec<SourceReport>,
+    /// Faces scored, and how many of them the classifiers read in both views (the crop and its
+    /// mirror); the others were far enough from every protected operating point for the crop
+    /// alone ([`crate::cascade`]).
+    pub faces_scored: usize,
+    pub faces_mirror_read: usize,
     /// Every scored image, in manifest order (for `facade eval --scores`; not in the JSON).
     #[serde(skip)]
     pub images_scored: Vec<ImageScore>,
@@ -150,6 +155,9 @@ struct Scored {
     /// GANEyeDistance of the most confident face; `None` when no face.
     eye_distance: Option<f64>,
     failed: bool,
+    /// Faces scored, and those among them whose mirror view was read.
+    faces: usize,
+    mirror_read: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -290,6 +298,8 @@ fn score_image(
         facade: None,
         eye_distance: None,
         failed: true,
+        faces: 0,
+        mirror_read: 0,
     };
     let Ok(decoded) = decode(bytes, &DecodeLimits::default()) else {
         return failed;
@@ -319,6 +329,8 @@ fn score_image(
         facade,
         eye_distance,
         failed: false,
+        faces: scores.len(),
+        mirror_read: scores.iter().filter(|s| s.mirror_read).count(),
     }
 }
 
@@ -456,6 +468,8 @@ fn condition_report(
             tpr: rate_above(&all_fakes, threshold),
         },
         sources: source_reports,
+        faces_scored: scored.iter().map(|s| s.faces).sum(),
+        faces_mirror_read: scored.iter().map(|s| s.mirror_read).sum(),
         images_scored: Vec::new(),
     }
 }

@@ -145,15 +145,19 @@ impl Fusion {
             .collect()
     }
 
-    /// The fused probability that the face is generated.
-    pub fn probability(&self, raw: &Raw) -> f64 {
-        let log_odds: f64 = self.bias
+    /// The fused log-odds that the face is generated.
+    pub fn log_odds(&self, raw: &Raw) -> f64 {
+        self.bias
             + self
                 .contributions(raw)
                 .iter()
                 .map(|c| c.log_odds)
-                .sum::<f64>();
-        sigmoid(log_odds)
+                .sum::<f64>()
+    }
+
+    /// The fused probability that the face is generated.
+    pub fn probability(&self, raw: &Raw) -> f64 {
+        sigmoid(self.log_odds(raw))
     }
 }
 
@@ -175,6 +179,11 @@ fn standardization(features: &[Vec<f64>], n: usize) -> (Vec<f64>, Vec<f64>) {
 
 pub fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
+}
+
+/// The log-odds of a probability (±infinity at 1 and 0).
+pub fn logit(p: f64) -> f64 {
+    (p / (1.0 - p)).ln()
 }
 
 /// The threshold above which a fraction `fpr` of these real-face scores lie: the operating

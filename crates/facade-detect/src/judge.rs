@@ -69,6 +69,9 @@ impl Judge {
         detectors: Option<(Detectors, f64)>,
     ) -> Result<Judge, DetectError> {
         let fingerprint = match &detectors {
+            Some((detectors, fpr)) if detectors.skips_its_cascade() => {
+                format!("{}@fpr={fpr};every-view", detectors.fingerprint())
+            }
             Some((detectors, fpr)) => format!("{}@fpr={fpr}", detectors.fingerprint()),
             None => "faces-only".to_owned(),
         };
@@ -78,7 +81,7 @@ impl Judge {
         );
         let scoring = detectors.map(|(detectors, fpr)| {
             let threshold = detectors.threshold(fpr);
-            (detectors, threshold)
+            (detectors.protect_operating_point(fpr), threshold)
         });
         Ok(Judge {
             faces: FaceDetector::new(config)?,

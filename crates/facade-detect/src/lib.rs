@@ -17,7 +17,8 @@
 //!   of its own (`facade fuse`, [`training::add_coarse_branch`]).
 //!
 //! [`fusion`] combines them by logistic regression fitted on a calibration set none of them
-//! was trained on, and [`model::Detectors`] bundles the trained parts (the committed model is
+//! was trained on, and [`cascade`] reads the classifier's second view (the crop's mirror image)
+//! only where it could change a verdict; [`model::Detectors`] bundles the trained parts (the committed model is
 //! embedded in the binary). [`training`] rebuilds every learned part from a labelled manifest,
 //! deterministically; [`dataset`] holds the manifest, the content-hash split and the
 //! degradations (resizing, JPEG re-encoding) shared by training and evaluation, and
@@ -26,6 +27,7 @@
 //! faces, scores, verdict) and [`record::Record`] is what it says, as every front end writes it.
 
 pub mod align;
+pub mod cascade;
 pub mod classifier;
 pub mod dataset;
 pub mod embedding;

@@ -21,7 +21,8 @@ use facade_image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use crate::align::{aligned_crop, Jitter};
-use crate::classifier::{Architecture, ClassifierEnsemble, MAX_MEMBERS, MAX_WIDTH};
+use crate::cascade::{MirrorBand, MirrorCascade, PROTECTED_FPRS};
+use crate::classifier::{Architecture, ClassifierEnsemble, ViewSums, MAX_MEMBERS, MAX_WIDTH};
 use crate::embedding::{frame_thumbnail, FrameEmbedding, COMPONENTS, FRAME_SIDE};
 use crate::fusion::{threshold_for_fpr, Contribution, Fusion, Raw};
 use crate::geometry::{normalized_landmarks, GeometryModel};
@@ -60,6 +61,11 @@ pub struct Parameters {
     pub fusion: Fusion,
     /// Fused scores of the calibration set's real faces, descending.
     pub calibration_real_scores: Vec<f64>,
+    /// How far the mirror view moved calibration faces' fused scores, so that scanning can
+    /// skip it far from every operating point (models without it read both views of every
+    /// face).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_cascade: Option<MirrorCascade>,
     /// How the model was made (data, seed, sizes), for the record.
     pub training: serde_json::Value,
 }
@@ -76,6 +82,8 @@ pub struct Detectors {
     training_set: Vec<String>,
     /// 16 hex digits of the SHA-256 of the weights and parameters: which model this is.
     fingerprint: String,
+    /// Where the mirror view is read ([`crate::cascade`]); `None`: for every face.
+    mirror_band: Option<MirrorBand>,
 }
 
 /// A classifier and the side of the aligned face crops it reads.
@@ -97,18 +105,38 @@ impl Branch {
         })
     }
 
-    /// The branch's logit for each face of the image.
-    fn logits(&self, image: &RgbImage, faces: &[Face]) -> Result<Vec<f32>, ModelError> {
+    /// The aligned crop of each face of the image, and the branch's logits on them (the crops
+    /// as they are, not mirrored).
+    fn first_view(&self, image: &RgbImage, faces: &[Face]) -> Result<FirstView, ModelError> {
         let crops: Vec<Vec<u8>> = faces
             .iter()
             .map(|face| {
                 aligned_crop(image, &face.landmarks, Jitter::default(), self.crop_side).pixels
             })
             .collect();
-        Ok(self
+        let plain = self
             .classifier
-            .logits(&crops.iter().map(Vec::as_slice).collect::<Vec<_>>())?)
+            .view_sums(&crops.iter().map(Vec::as_slice).collect::<Vec<_>>(), false)?;
+        Ok(FirstView { crops, plain })
     }
+
+    /// The branch's logit over both views for faces `which` (indices into the first view's
+    /// crops), after reading their mirror images.
+    fn both_views(&self, first: &FirstView, which: &[usize]) -> Result<Vec<f32>, ModelError> {
+        let crops: Vec<&[u8]> = which.iter().map(|&i| first.crops[i].as_slice()).collect();
+        let mirror = self.classifier.view_sums(&crops, true)?;
+        Ok(which
+            .iter()
+            .zip(&mirror.sums)
+            .map(|(&i, &sum)| first.plain.both_views(i, sum))
+            .collect())
+    }
+}
+
+/// A branch's aligned crops of an image's faces and its logits on them, not mirrored.
+struct FirstView {
+    crops: Vec<Vec<u8>>,
+    plain: ViewSums,
 }
 
 /// An image is as suspicious as its most suspicious face; `None` when it has no face.
@@ -121,6 +149,9 @@ pub fn most_suspicious(scores: &[FaceScore]) -> Option<f64> {
 pub struct FaceScore {
     pub score: f64,
     pub evidence: Vec<Contribution>,
+    /// Whether the classifiers read the crop's mirror image as well as the crop (always, in
+    /// models without a cascade; near an operating point, in models with one).
+    pub mirror_read: bool,
 }
 
 impl Detectors {
@@ -201,7 +232,44 @@ impl Detectors {
             coarse,
             training_set,
             fingerprint,
-        })
+            mirror_band: None,
+        }
+        .with_protected_operating_points(&PROTECTED_FPRS))
+    }
+
+    /// The mirror band around the thresholds of `fprs` (no band without a cascade).
+    fn with_protected_operating_points(mut self, fprs: &[f64]) -> Detectors {
+        let thresholds: Vec<f64> = fprs.iter().map(|&fpr| self.threshold(fpr)).collect();
+        self.mirror_band = self
+            .parameters
+            .mirror_cascade
+            .as_ref()
+            .map(|cascade| cascade.band(&thresholds));
+        self
+    }
+
+    /// Reads the mirror view near the operating point at `fpr` too, beside
+    /// [`PROTECTED_FPRS`]' (the judge calls this with the verdict's rate). A model reading
+    /// every view goes on doing so.
+    pub fn protect_operating_point(self, fpr: f64) -> Detectors {
+        if self.mirror_band.is_none() {
+            return self;
+        }
+        let mut fprs = PROTECTED_FPRS.to_vec();
+        fprs.push(fpr);
+        self.with_protected_operating_points(&fprs)
+    }
+
+    /// Reads the mirror view of every face, whatever the model's cascade (`--every-view`).
+    pub fn reading_every_view(mut self) -> Detectors {
+        self.mirror_band = None;
+        self
+    }
+
+    /// Whether a model with a mirror cascade was told to read every view anyway (its scores
+    /// differ from the cascade's, so stored records must not be shared between the two).
+    pub fn skips_its_cascade(&self) -> bool {
+        self.parameters.mirror_cascade.is_some() && self.mirror_band.is_none()
     }
 
     /// Assembles a model from freshly fitted parts (training).
@@ -224,7 +292,9 @@ impl Detectors {
             training_set,
             // Not saved yet: a fingerprint comes with the files (`load`).
             fingerprint: "unsaved".into(),
+            mirror_band: None,
         }
+        .with_protected_operating_points(&PROTECTED_FPRS)
     }
 
     /// Writes the three model files into `dir` (created if needed).
@@ -284,7 +354,9 @@ impl Detectors {
     }
 
     /// The fused score and evidence for each face of an image. The whole-frame thumbnail is
-    /// made once per image and the classifier runs on all the faces' crops in one batch.
+    /// made once per image and the classifiers run on all the faces' crops in one batch, then
+    /// on the mirror images of those whose score is near an operating point
+    /// ([`crate::cascade`]).
     pub fn score_faces(
         &self,
         image: &RgbImage,
@@ -294,24 +366,50 @@ impl Detectors {
             return Ok(Vec::new());
         }
         let embedding = self.embedding.reconstruction_error(&frame_thumbnail(image));
-        let logits = self.main.logits(image, faces)?;
-        let coarse_logits = match &self.coarse {
-            Some(branch) => branch.logits(image, faces)?.into_iter().map(Some).collect(),
-            None => vec![None; faces.len()],
+        let main = self.main.first_view(image, faces)?;
+        let coarse = match &self.coarse {
+            Some(branch) => Some(branch.first_view(image, faces)?),
+            None => None,
         };
-        Ok(faces
+        let main_logits = main.plain.one_view();
+        let coarse_logits = coarse.as_ref().map(|c| c.plain.one_view());
+        let mut raws: Vec<Raw> = faces
             .iter()
-            .zip(logits)
-            .zip(coarse_logits)
-            .map(|((face, classifier), coarse)| {
+            .enumerate()
+            .map(|(i, face)| {
                 let landmarks =
                     normalized_landmarks(&face.landmarks, image.width(), image.height());
-                self.fuse(&Raw {
+                Raw {
                     geometry: self.parameters.geometry.distance(&landmarks),
                     embedding,
-                    classifier,
-                    coarse,
-                })
+                    classifier: main_logits[i],
+                    coarse: coarse_logits.as_ref().map(|l| l[i]),
+                }
+            })
+            .collect();
+        let near: Vec<usize> = (0..faces.len())
+            .filter(|&i| {
+                self.mirror_band
+                    .is_none_or(|band| band.reads(self.parameters.fusion.log_odds(&raws[i])))
+            })
+            .collect();
+        if !near.is_empty() {
+            let both = self.main.both_views(&main, &near)?;
+            for (&i, logit) in near.iter().zip(both) {
+                raws[i].classifier = logit;
+            }
+            if let (Some(branch), Some(first)) = (&self.coarse, &coarse) {
+                for (&i, logit) in near.iter().zip(branch.both_views(first, &near)?) {
+                    raws[i].coarse = Some(logit);
+                }
+            }
+        }
+        Ok(raws
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| FaceScore {
+                mirror_read: near.contains(&i),
+                ..self.fuse(raw)
             })
             .collect())
     }
@@ -336,10 +434,13 @@ impl Detectors {
         self.main.classifier.members().len()
     }
 
+    /// The fused score and evidence for a face's detector outputs (`mirror_read`: true, as if
+    /// the classifier's value were the mean over both views).
     pub fn fuse(&self, raw: &Raw) -> FaceScore {
         FaceScore {
             score: self.parameters.fusion.probability(raw),
             evidence: self.parameters.fusion.contributions(raw),
+            mirror_read: true,
         }
     }
 }
@@ -421,6 +522,102 @@ fn recorded_size(record: &serde_json::Value, field: &str, max: usize) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use facade_face::{DetectorConfig, FaceDetector};
+
+    /// The astronaut photograph bundled with the examples, and its faces.
+    fn astronaut() -> (RgbImage, Vec<Face>) {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/astronaut-400.jpg");
+        let bytes = std::fs::read(&path).expect("bundled example");
+        let image = facade_image::decode(&bytes, &facade_image::DecodeLimits::default())
+            .expect("decodes")
+            .image;
+        let faces = FaceDetector::new(DetectorConfig::default())
+            .expect("face detector")
+            .detect(&image)
+            .expect("faces");
+        assert!(!faces.is_empty(), "the astronaut has a face");
+        (image, faces)
+    }
+
+    fn cascade(margin: f64) -> MirrorCascade {
+        MirrorCascade {
+            margin,
+            faces: 1,
+            median_shift: 0.0,
+            p99_shift: 0.0,
+            share_read: 1.0,
+        }
+    }
+
+    /// A face inside the mirror band gets exactly the score of reading both views everywhere;
+    /// a face outside it is scored on its crop alone, which is a different number.
+    #[test]
+    fn the_mirror_is_read_inside_the_band_and_skipped_outside_it() {
+        let (image, faces) = astronaut();
+        let every = Detectors::embedded()
+            .expect("built-in model")
+            .reading_every_view();
+        let both = every.score_faces(&image, &faces).expect("scores");
+        assert!(both.iter().all(|s| s.mirror_read));
+
+        let mut everywhere = every.clone();
+        everywhere.mirror_band = Some(cascade(f64::INFINITY).band(&[0.5]));
+        assert_eq!(
+            everywhere.score_faces(&image, &faces).expect("scores"),
+            both
+        );
+
+        // A band of width zero at log-odds 0: no face's one-view score sits exactly there.
+        let mut nowhere = every.clone();
+        nowhere.mirror_band = Some(cascade(0.0).band(&[0.5]));
+        let alone = nowhere.score_faces(&image, &faces).expect("scores");
+        for (one, two) in alone.iter().zip(&both) {
+            assert!(!one.mirror_read);
+            assert_ne!(
+                one.score, two.score,
+                "the mirror view moves every score a little"
+            );
+        }
+    }
+
+    /// The built-in model carries a cascade measured on its calibration fold, and the judge's
+    /// own operating point widens the band: at a threshold on the face's own score the mirror
+    /// must be read.
+    #[test]
+    fn the_built_in_model_reads_the_mirror_near_its_operating_points() {
+        let model = Detectors::embedded().expect("built-in model");
+        let cascade = model
+            .parameters()
+            .mirror_cascade
+            .clone()
+            .expect("the built-in model has a mirror cascade");
+        assert!(cascade.margin > 0.0 && cascade.margin < 5.0, "{cascade:?}");
+        assert!(model.mirror_band.is_some());
+        let (image, faces) = astronaut();
+        let both = model
+            .clone()
+            .reading_every_view()
+            .score_faces(&image, &faces)
+            .expect("scores");
+        for (scored, reference) in model
+            .score_faces(&image, &faces)
+            .expect("scores")
+            .iter()
+            .zip(&both)
+        {
+            if scored.mirror_read {
+                assert_eq!(scored, reference);
+            }
+        }
+        // The operating point whose threshold is the face's own score.
+        let mut at_the_face = model.clone();
+        at_the_face.mirror_band = Some(cascade.band(&[both[0].score]));
+        assert!(at_the_face.score_faces(&image, &faces).expect("scores")[0].mirror_read);
+        // `protect_operating_point` keeps a model that reads every view doing so.
+        assert!(!model.skips_its_cascade());
+        let every = model.reading_every_view().protect_operating_point(0.05);
+        assert!(every.mirror_band.is_none() && every.skips_its_cascade());
+    }
 
     /// FFHQ photographs are aligned exactly as StyleGAN output is, so perfect StyleGAN
     /// alignment must not flag a face by itself: with the landmarks at the StyleGAN mean and

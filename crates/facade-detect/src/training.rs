@@ -34,10 +34,11 @@ use rayon::prelude::*;
 use serde_json::json;
 
 use crate::align::{aligned_crop, Jitter};
-use crate::classifier::{member_prefix, Architecture, ClassifierEnsemble, Network};
+use crate::cascade::{MirrorCascade, ViewPair, PROTECTED_FPRS};
+use crate::classifier::{member_prefix, Architecture, ClassifierEnsemble, CropLogits, Network};
 use crate::dataset::{fold_of, read_manifest, sha256_hex, DatasetError, Degradation, Entry, Fold};
 use crate::embedding::{frame_thumbnail, FrameEmbedding};
-use crate::fusion::{Fusion, Raw};
+use crate::fusion::{threshold_for_fpr, Fusion, Raw};
 use crate::geometry::{normalized_landmarks, GeometryModel};
 use crate::lite0::{load_pretrained, HOW_TO_GET_PRETRAINED};
 use crate::metrics::roc_auc;
@@ -275,9 +276,9 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
         final_losses.push(loss);
     }
     let classifier = ClassifierEnsemble::new(members);
-    let (member_logits, classifier_logits) =
-        pool.install(|| calibration_logits(&calibration, &classifier, |o| &o.crop))?;
-    let member_aucs: Vec<Option<f64>> = member_logits
+    let logits = pool.install(|| calibration_logits(&calibration, &classifier, |o| &o.crop))?;
+    let member_aucs: Vec<Option<f64>> = logits
+        .each
         .iter()
         .map(|logits| {
             let scored: Vec<(f64, bool)> = logits
@@ -289,13 +290,7 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
         })
         .collect();
 
-    let calibration_raw = raw_outputs(
-        &calibration,
-        &geometry,
-        &embedding,
-        &classifier_logits,
-        None,
-    );
+    let calibration_raw = raw_outputs(&calibration, &geometry, &embedding, &logits.mean, None);
     if calibration_raw.iter().filter(|(_, fake)| *fake).count() < 5
         || calibration_raw.iter().filter(|(_, fake)| !*fake).count() < 5
     {
@@ -308,6 +303,20 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
     log(&format!(
         "calibration-fold AUC (not a test figure): {calibration_auc}"
     ));
+    let one_view_raw = raw_outputs(
+        &calibration,
+        &geometry,
+        &embedding,
+        &logits.crop_alone,
+        None,
+    );
+    let mirror_cascade = fit_mirror_cascade(
+        &calibration_raw,
+        &one_view_raw,
+        &fusion,
+        &calibration_real_scores,
+        log,
+    );
 
     let training_set: Vec<String> = seen
         .iter()
@@ -320,6 +329,7 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
         geometry,
         fusion,
         calibration_real_scores,
+        mirror_cascade,
         training: json!({
             "manifest": config.manifest.display().to_string(),
             "seed": config.seed,
@@ -401,47 +411,40 @@ pub fn add_coarse_branch(
             )));
         }
     }
-    let config = fold_config(base_record, manifest, threads)?;
     let (main, branch) = (base.main_branch(), coarse.main_branch());
     let sides = CropSides {
         main: main.crop_side,
         coarse: Some(branch.crop_side),
     };
-    let entries = select_entries(read_manifest(&config.manifest)?, &config);
-    log(&format!(
-        "{} images selected from {}; extracting the calibration fold's faces",
-        entries.len(),
-        config.manifest.display()
-    ));
-    let pool = thread_pool(&config)?;
-    let seen = extract(&entries, &config, &pool, sides, Folds::Calibration, log)?;
-    let calibration: Vec<&Observation> = seen
-        .iter()
-        .filter(|s| s.fold == Fold::Calibration)
-        .flat_map(|s| &s.observations)
-        .collect();
-    log(&format!(
-        "{} calibration faces extracted in {:.0} s",
-        calibration.len(),
-        started.elapsed().as_secs_f64()
-    ));
-    let (_, main_logits) =
+    let (pool, seen) = calibration_faces(base_record, manifest, threads, sides, log)?;
+    let calibration = calibration_observations(&seen);
+    let main_logits =
         pool.install(|| calibration_logits(&calibration, &main.classifier, |o| &o.crop))?;
-    let (_, coarse_logits) =
+    let coarse_logits =
         pool.install(|| calibration_logits(&calibration, &branch.classifier, |o| &o.coarse_crop))?;
-    let calibration_raw = raw_outputs(
-        &calibration,
-        &base.parameters().geometry,
-        base.embedding(),
-        &main_logits,
-        Some(&coarse_logits),
-    );
+    let raw = |main: &[f32], coarse: &[f32]| {
+        raw_outputs(
+            &calibration,
+            &base.parameters().geometry,
+            base.embedding(),
+            main,
+            Some(coarse),
+        )
+    };
+    let calibration_raw = raw(&main_logits.mean, &coarse_logits.mean);
     let (fusion, calibration_real_scores, calibration_auc) =
         fit_fusion(&calibration_raw, &calibration);
     log(&format!(
         "calibration-fold AUC (not a test figure): {calibration_auc}; fusion weights {:?}",
         fusion.weights
     ));
+    let mirror_cascade = fit_mirror_cascade(
+        &calibration_raw,
+        &raw(&main_logits.crop_alone, &coarse_logits.crop_alone),
+        &fusion,
+        &calibration_real_scores,
+        log,
+    );
 
     let mut training = base_record.clone();
     training["calibration_auc_without_coarse"] = base_record["calibration_auc"].clone();
@@ -471,6 +474,7 @@ pub fn add_coarse_branch(
         geometry: base.parameters().geometry.clone(),
         fusion,
         calibration_real_scores,
+        mirror_cascade,
         training,
     };
     Ok(Trained {
@@ -484,6 +488,145 @@ pub fn add_coarse_branch(
         ),
         classifier_weights,
     })
+}
+
+/// Adds the mirror cascade to a trained model (`facade cascade`): measures on the calibration
+/// fold how far reading the mirror view moves the model's fused scores ([`crate::cascade`]).
+/// Every other part of the model stays as it is; the calibration faces are extracted afresh, as
+/// training extracts them, and the log says how far their two-view scores drifted from the
+/// ones the model recorded (the matrix products sum in another order on another CPU).
+pub fn add_mirror_cascade(
+    model_dir: &Path,
+    manifest: Option<PathBuf>,
+    threads: usize,
+    log: &(dyn Fn(&str) + Sync),
+) -> Result<Trained, TrainError> {
+    let started = Instant::now();
+    let model = Detectors::load(model_dir)?;
+    let parameters = model.parameters();
+    let (main, coarse) = (model.main_branch(), model.coarse_branch());
+    let sides = CropSides {
+        main: main.crop_side,
+        coarse: coarse.map(|b| b.crop_side),
+    };
+    let (pool, seen) = calibration_faces(&parameters.training, manifest, threads, sides, log)?;
+    let calibration = calibration_observations(&seen);
+    let main_logits =
+        pool.install(|| calibration_logits(&calibration, &main.classifier, |o| &o.crop))?;
+    let coarse_logits = match coarse {
+        Some(branch) => Some(pool.install(|| {
+            calibration_logits(&calibration, &branch.classifier, |o| &o.coarse_crop)
+        })?),
+        None => None,
+    };
+    let raw = |pick: fn(&CropLogits) -> &[f32]| {
+        raw_outputs(
+            &calibration,
+            &parameters.geometry,
+            model.embedding(),
+            pick(&main_logits),
+            coarse_logits.as_ref().map(pick),
+        )
+    };
+    let both_views = raw(|l| &l.mean);
+    let drift = calibration_drift(&both_views, parameters)?;
+    log(&format!(
+        "the calibration reals' fused scores, recomputed, differ from the recorded ones by {drift:.2e} at most"
+    ));
+    let mirror_cascade = fit_mirror_cascade(
+        &both_views,
+        &raw(|l| &l.crop_alone),
+        &parameters.fusion,
+        &parameters.calibration_real_scores,
+        log,
+    );
+    let mut parameters = parameters.clone();
+    parameters.mirror_cascade = mirror_cascade;
+    parameters.training["mirror_cascade_added_by"] = json!({
+        "command": "facade cascade",
+        "model": model.fingerprint(),
+        "calibration_observations": calibration.len(),
+        "largest_calibration_score_drift": drift,
+        "seconds": started.elapsed().as_secs_f64().round(),
+    });
+    let classifier_weights =
+        candle_core::safetensors::load(model_dir.join(WEIGHTS_FILE), &Device::Cpu)?
+            .into_iter()
+            .filter(|(name, _)| !name.starts_with("embedding."))
+            .collect();
+    Ok(Trained {
+        detectors: Detectors::from_fitted(
+            parameters,
+            model.embedding().clone(),
+            main.classifier.clone(),
+            main.crop_side,
+            coarse.cloned(),
+            model.training_set().to_vec(),
+        ),
+        classifier_weights,
+    })
+}
+
+/// The largest difference between the calibration reals' fused scores recomputed from
+/// `both_views` and those the model recorded; an error when their number differs (then the
+/// fold is not the one the model was fitted on).
+fn calibration_drift(
+    both_views: &[(Raw, bool)],
+    parameters: &Parameters,
+) -> Result<f64, TrainError> {
+    let mut reals: Vec<f64> = both_views
+        .iter()
+        .filter(|(_, fake)| !*fake)
+        .map(|(raw, _)| parameters.fusion.probability(raw))
+        .collect();
+    reals.sort_by(|a, b| b.total_cmp(a));
+    let recorded = &parameters.calibration_real_scores;
+    if reals.len() != recorded.len() {
+        return Err(TrainError::Config(format!(
+            "the calibration fold holds {} real faces here and {} in the model's record: not the fold the model was fitted on (another manifest or shared data?)",
+            reals.len(),
+            recorded.len()
+        )));
+    }
+    Ok(reals
+        .iter()
+        .zip(recorded)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max))
+}
+
+/// The faces of a model's calibration fold, extracted afresh with the folds and degraded
+/// copies its training record names, and the thread pool that extracted them.
+fn calibration_faces(
+    record: &serde_json::Value,
+    manifest: Option<PathBuf>,
+    threads: usize,
+    sides: CropSides,
+    log: &(dyn Fn(&str) + Sync),
+) -> Result<(rayon::ThreadPool, Vec<Seen>), TrainError> {
+    let started = Instant::now();
+    let config = fold_config(record, manifest, threads)?;
+    let entries = select_entries(read_manifest(&config.manifest)?, &config);
+    log(&format!(
+        "{} images selected from {}; extracting the calibration fold's faces",
+        entries.len(),
+        config.manifest.display()
+    ));
+    let pool = thread_pool(&config)?;
+    let seen = extract(&entries, &config, &pool, sides, Folds::Calibration, log)?;
+    log(&format!(
+        "{} calibration faces extracted in {:.0} s",
+        calibration_observations(&seen).len(),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok((pool, seen))
+}
+
+fn calibration_observations(seen: &[Seen]) -> Vec<&Observation> {
+    seen.iter()
+        .filter(|s| s.fold == Fold::Calibration)
+        .flat_map(|s| &s.observations)
+        .collect()
 }
 
 fn thread_pool(config: &TrainConfig) -> Result<rayon::ThreadPool, TrainError> {
@@ -1006,24 +1149,61 @@ fn seeded_init(varmap: &VarMap, rng: &mut ChaCha8Rng) -> Result<(), TrainError> 
     Ok(())
 }
 
-/// The classifier's logits for observations, run in batches: each member's (for the record)
-/// and the ensemble's (for the fusion), from one forward pass of each member.
+/// The classifier's logits for observations, run in batches: each member's (for the record),
+/// the ensemble's (for the fusion) and the ensemble's on the crop alone (for the mirror
+/// cascade), from one forward pass of each member over both views.
 fn calibration_logits(
     observations: &[&Observation],
     classifier: &ClassifierEnsemble,
     crop: fn(&Observation) -> &Vec<u8>,
-) -> Result<(Vec<Vec<f32>>, Vec<f32>), TrainError> {
-    let mut each = vec![Vec::with_capacity(observations.len()); classifier.members().len()];
-    let mut mean = Vec::with_capacity(observations.len());
+) -> Result<CropLogits, TrainError> {
+    let mut all = CropLogits {
+        each: vec![Vec::with_capacity(observations.len()); classifier.members().len()],
+        mean: Vec::with_capacity(observations.len()),
+        crop_alone: Vec::with_capacity(observations.len()),
+    };
     for chunk in observations.chunks(BATCH) {
         let crops: Vec<&[u8]> = chunk.iter().map(|o| crop(o).as_slice()).collect();
-        let (chunk_each, chunk_mean) = classifier.member_and_mean_logits(&crops)?;
-        for (all, part) in each.iter_mut().zip(chunk_each) {
-            all.extend(part);
+        let part = classifier.member_and_mean_logits(&crops)?;
+        for (member, logits) in all.each.iter_mut().zip(part.each) {
+            member.extend(logits);
         }
-        mean.extend(chunk_mean);
+        all.mean.extend(part.mean);
+        all.crop_alone.extend(part.crop_alone);
     }
-    Ok((each, mean))
+    Ok(all)
+}
+
+/// How far the mirror view moved the calibration faces' fused scores, the band scanning reads
+/// it in ([`crate::cascade`]); `None` (read it for every face) when it cannot be measured.
+fn fit_mirror_cascade(
+    both_views: &[(Raw, bool)],
+    one_view: &[(Raw, bool)],
+    fusion: &Fusion,
+    calibration_real_scores: &[f64],
+    log: &(dyn Fn(&str) + Sync),
+) -> Option<MirrorCascade> {
+    let pairs: Vec<ViewPair> = both_views
+        .iter()
+        .zip(one_view)
+        .map(|((both, _), (one, _))| ViewPair {
+            one_view: fusion.log_odds(one),
+            both_views: fusion.log_odds(both),
+        })
+        .collect();
+    let thresholds = PROTECTED_FPRS.map(|fpr| threshold_for_fpr(calibration_real_scores, fpr));
+    let cascade = MirrorCascade::fit(&pairs, &thresholds);
+    match &cascade {
+        Some(c) => log(&format!(
+            "mirror view: moves calibration faces' log-odds by {:.3} at most (median {:.3}, 99% {:.3}); read for {:.1}% of them",
+            c.margin,
+            c.median_shift,
+            c.p99_shift,
+            100.0 * c.share_read
+        )),
+        None => log("mirror view: not measurable on the calibration fold; read for every face"),
+    }
+    cascade
 }
 
 /// Raw detector outputs for observations, given the classifier's logit for each (and the

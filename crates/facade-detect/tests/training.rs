@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use facade_detect::dataset::shared_faces_dir;
-use facade_detect::training::{train, TrainConfig};
+use facade_detect::training::{add_mirror_cascade, train, TrainConfig};
 use facade_detect::Detectors;
 
 fn shared_manifest() -> PathBuf {
@@ -83,6 +83,23 @@ fn training_is_deterministic_and_its_model_loads() {
     );
     let t1 = model.threshold(0.01);
     assert!((0.0..=1.0).contains(&t1) && model.threshold(0.001) >= t1);
+
+    // Training measures the mirror cascade; `facade cascade` measures the same on the saved
+    // model (the same calibration faces, extracted afresh, and the same networks).
+    let cascade = model
+        .parameters()
+        .mirror_cascade
+        .clone()
+        .expect("training measures the mirror cascade");
+    assert!(cascade.margin > 0.0 && (0.0..=1.0).contains(&cascade.share_read));
+    let measured = add_mirror_cascade(dirs[0].path(), None, 2, &quiet).expect("cascade");
+    let again = measured.detectors.parameters();
+    assert_eq!(again.mirror_cascade.as_ref(), Some(&cascade));
+    assert_eq!(
+        again.training["mirror_cascade_added_by"]["largest_calibration_score_drift"],
+        0.0
+    );
+    assert_eq!(again.fusion, model.parameters().fusion);
 
     // A model whose classifier saw other crop sizes is refused, not run on the wrong input.
     let mut other = strip(&dirs[1]);
