@@ -15,8 +15,8 @@ pub struct ModelArgs {
     pub fpr: f64,
     /// Read the classifiers' second view (the face crop's mirror image) for every face, not
     /// only where it could change a verdict at FPR 1%, 0.1% or --fpr (the model's mirror
-    /// cascade): every score as if the model had no cascade, at about half again the
-    /// classifiers' work (the built-in model reads the mirror for about a third of faces).
+    /// cascade): every score as if the model had no cascade (the built-in model's cascade reads
+    /// the mirror for a third of the held-out faces, and changes none of their verdicts).
     #[arg(long)]
     pub every_view: bool,
 }
