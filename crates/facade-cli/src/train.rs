@@ -94,6 +94,13 @@ pub struct FuseArgs {
     /// Folder to write the fused model into.
     #[arg(long)]
     out: PathBuf,
+    #[command(flatten)]
+    calibration: CalibrationArgs,
+}
+
+/// Where `facade fuse` and `facade cascade` find a model's calibration fold again.
+#[derive(clap::Args)]
+struct CalibrationArgs {
     /// The labelled manifest [default: the one the model's record names].
     #[arg(long)]
     manifest: Option<PathBuf>,
@@ -102,17 +109,25 @@ pub struct FuseArgs {
     threads: Option<usize>,
 }
 
+impl CalibrationArgs {
+    fn threads(&self) -> usize {
+        self.threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+}
+
 /// `facade fuse`: the calibration fold's faces are extracted again and the fusion refitted
 /// over geometry, embedding, the classifier and the coarse branch.
 pub fn fuse(args: FuseArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     keep_freed_memory_for_reuse();
     let log = |line: &str| eprintln!("facade fuse: {line}");
+    let threads = args.calibration.threads();
     let fused = add_coarse_branch(
         &args.model,
         &args.coarse,
-        args.manifest,
-        threads_or_all(args.threads),
+        args.calibration.manifest,
+        threads,
         &log,
     )
     .context("adding the coarse branch")?;
@@ -128,12 +143,8 @@ pub struct CascadeArgs {
     /// Folder to write the model with its cascade into.
     #[arg(long)]
     out: PathBuf,
-    /// The labelled manifest [default: the one the model's record names].
-    #[arg(long)]
-    manifest: Option<PathBuf>,
-    /// Threads [default: all cores].
-    #[arg(long, short = 'j')]
-    threads: Option<usize>,
+    #[command(flatten)]
+    calibration: CalibrationArgs,
 }
 
 /// `facade cascade`: the calibration fold's faces are extracted again and scored with and
@@ -142,18 +153,10 @@ pub struct CascadeArgs {
 pub fn cascade(args: CascadeArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let log = |line: &str| eprintln!("facade cascade: {line}");
-    let measured = add_mirror_cascade(
-        &args.model,
-        args.manifest,
-        threads_or_all(args.threads),
-        &log,
-    )
-    .context("measuring the mirror cascade")?;
+    let threads = args.calibration.threads();
+    let measured = add_mirror_cascade(&args.model, args.calibration.manifest, threads, &log)
+        .context("measuring the mirror cascade")?;
     write_model(&measured, &args.out, "cascade", started)
-}
-
-fn threads_or_all(threads: Option<usize>) -> usize {
-    threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 fn write_model(

@@ -1,7 +1,8 @@
 //! End-to-end: `facade fuse` adds a second model's classifier to a model as its coarse branch.
 //! Two small models are trained by the binary on a slice of the shared faces, fused, and the
 //! fused model scans a held-out face with four detectors' evidence; models whose folds differ,
-//! and a model fused already, are refused.
+//! and a model fused already, are refused. `facade cascade` measures the fused model's mirror
+//! cascade again as `facade fuse` did, and refuses a manifest whose calibration fold differs.
 //!
 //! Needs the shared data set beside the project (or `FACADE_SHARED_DIR`).
 
@@ -137,6 +138,51 @@ fn a_fused_model_scores_with_its_coarse_branch() {
     }
     let score = scanned["faces"][0]["score"].as_f64().expect("score");
     assert!((0.0..=1.0).contains(&score));
+
+    // `facade cascade` measures the mirror cascade of a model with both branches again: the
+    // same faces, the same networks, so the same cascade as `facade fuse` fitted, and no drift.
+    let cascaded = dir.path().join("cascaded");
+    assert!(succeeded(&run(&[
+        "cascade".as_ref(),
+        "--model".as_ref(),
+        fused.as_os_str(),
+        "--out".as_ref(),
+        cascaded.as_os_str(),
+    ])));
+    let cascaded_record = record(&cascaded);
+    assert!(fused_record["mirror_cascade"]["margin"].as_f64() > Some(0.0));
+    assert_eq!(
+        cascaded_record["mirror_cascade"],
+        fused_record["mirror_cascade"]
+    );
+    let added = &cascaded_record["training"]["mirror_cascade_added_by"];
+    assert_eq!(added["largest_calibration_score_drift"], 0.0, "{added}");
+    assert_eq!(cascaded_record["fusion"], fused_record["fusion"]);
+    // Given a manifest whose calibration fold is not the model's, it refuses.
+    let one_line = dir.path().join("one.csv");
+    std::fs::write(
+        &one_line,
+        format!(
+            "path,label,source,generator\n{},fake,stylegan1-140k,stylegan\n",
+            held_out.path.display()
+        ),
+    )
+    .expect("write manifest");
+    let refused = run(&[
+        "cascade".as_ref(),
+        "--model".as_ref(),
+        fused.as_os_str(),
+        "--out".as_ref(),
+        dir.path().join("refused").as_os_str(),
+        "--manifest".as_ref(),
+        one_line.as_os_str(),
+    ]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("not the fold the model was fitted on"),
+        "{stderr}"
+    );
 
     // A record that drops the branch while the fusion still reads four detectors is refused
     // when loaded, not scored with a missing input.
