@@ -29,8 +29,8 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 }
 
 impl ModelArgs {
-    /// The model, reading the mirror view near the operating point at `--fpr` (or for every
-    /// face with `--every-view`).
+    /// The model, reading the mirror view for every face with `--every-view` (the judge and
+    /// `evaluate` protect the operating point at `--fpr`).
     pub fn load(&self) -> anyhow::Result<Detectors> {
         let detectors = match &self.model {
             Some(dir) => Detectors::load(dir)
@@ -39,7 +39,7 @@ impl ModelArgs {
         };
         Ok(match self.every_view {
             true => detectors.reading_every_view(),
-            false => detectors.protect_operating_point(self.fpr),
+            false => detectors,
         })
     }
 }

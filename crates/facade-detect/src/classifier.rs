@@ -250,18 +250,7 @@ impl ClassifierEnsemble {
     /// scanning that reads the mirror only where it could change a decision
     /// ([`crate::cascade`]).
     pub fn view_sums(&self, crops: &[&[u8]], mirrored: bool) -> Result<ViewSums> {
-        let Some(first) = self.members.first() else {
-            return Ok(ViewSums {
-                sums: vec![0.0; crops.len()],
-                networks: 0,
-            });
-        };
-        let x = first.input(crops, &vec![mirrored; crops.len()], &Device::Cpu)?;
-        let outputs = self
-            .members
-            .iter()
-            .map(|network| network.forward(&x)?.to_vec1())
-            .collect::<Result<Vec<Vec<f32>>>>()?;
+        let outputs = outputs(&self.members, crops, &vec![mirrored; crops.len()])?;
         Ok(ViewSums {
             sums: sum_over_networks(&outputs, crops.len()),
             networks: self.members.len(),
@@ -304,13 +293,19 @@ impl ViewSums {
 /// network); the batch tensor is built once and shared by the networks (an ensemble's members
 /// share one architecture, so one input).
 fn both_views(networks: &[Network], crops: &[&[u8]]) -> Result<Vec<Vec<f32>>> {
-    let Some(first) = networks.first() else {
-        return Ok(Vec::new());
-    };
     let mut twice = crops.to_vec();
     twice.extend_from_slice(crops);
     let mirror: Vec<bool> = (0..twice.len()).map(|i| i >= crops.len()).collect();
-    let x = first.input(&twice, &mirror, &Device::Cpu)?;
+    outputs(networks, &twice, &mirror)
+}
+
+/// Each network's outputs on the crops, `mirror[i]` flipping crop `i`; the batch tensor is
+/// built once and shared by the networks.
+fn outputs(networks: &[Network], crops: &[&[u8]], mirror: &[bool]) -> Result<Vec<Vec<f32>>> {
+    let Some(first) = networks.first() else {
+        return Ok(Vec::new());
+    };
+    let x = first.input(crops, mirror, &Device::Cpu)?;
     networks
         .iter()
         .map(|network| network.forward(&x)?.to_vec1())

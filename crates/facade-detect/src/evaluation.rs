@@ -171,6 +171,8 @@ pub enum EvalError {
 }
 
 pub fn evaluate(detectors: &Detectors, config: &EvalConfig) -> Result<EvalReport, EvalError> {
+    // The mirror view is read near the operating point the report is asked for, too.
+    let detectors = &detectors.clone().protect_operating_point(config.fpr);
     let entries = read_manifest(&config.manifest)?;
     let training: HashSet<&str> = detectors
         .training_set()
