@@ -50,6 +50,10 @@ pub struct TrainArgs {
           value_parser = clap::value_parser!(u16).range(
               *facade_detect::align::CROP_SIDES.start() as i64..=*facade_detect::align::CROP_SIDES.end() as i64))]
     crop_side: Option<u16>,
+    /// How close the crop is taken, relative to the ArcFace template: 1.3 (the default) holds
+    /// the inner face; 0.75 about the whole StyleGAN frame, hair, ears and background included.
+    #[arg(long, value_name = "Z", default_value_t = facade_detect::align::ZOOM)]
+    crop_zoom: f32,
     /// Lite0 only: the ImageNet weights it starts from [default: what
     /// scripts/convert_lite0_weights.py writes, target/pretrained/efficientnet-lite0.safetensors].
     #[arg(long, value_name = "FILE")]
@@ -194,6 +198,14 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         (None, Backbone::Lite0) => facade_detect::training::DEFAULT_CROP_SIDE,
         (None, Backbone::Small) => facade_detect::align::CROP_SIDE,
     };
+    anyhow::ensure!(
+        facade_detect::align::ZOOMS.contains(&args.crop_zoom),
+        "--crop-zoom must be {} to {}, not {}",
+        facade_detect::align::ZOOMS.start(),
+        facade_detect::align::ZOOMS.end(),
+        args.crop_zoom
+    );
+    config.crop_zoom = args.crop_zoom;
     anyhow::ensure!(
         (0.0..=5.0).contains(&args.focal_gamma),
         "--focal-gamma must be 0 to 5, not {}",

@@ -12,7 +12,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use facade_detect::align::{aligned_crop, Jitter, CROP_SIDE};
+use facade_detect::align::{aligned_crop, CropFrame, Jitter, CROP_SIDE};
 use facade_detect::dataset::{fold_of, read_manifest, sha256_hex, Fold};
 use facade_face::{DetectorConfig, FaceDetector};
 use facade_image::{decode, DecodeLimits};
@@ -62,7 +62,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let image = decode(&bytes, &DecodeLimits::default()).ok()?.image;
             let faces = detector.detect(&image).ok()?;
             let face = faces.first()?;
-            Some(aligned_crop(&image, &face.landmarks, Jitter::default(), CROP_SIDE).pixels)
+            Some(
+                aligned_crop(
+                    &image,
+                    &face.landmarks,
+                    Jitter::default(),
+                    CropFrame::inner(CROP_SIDE),
+                )
+                .pixels,
+            )
         })
         .collect();
     let mut pixels = std::io::BufWriter::new(std::fs::File::create(out.join("crops.u8"))?);

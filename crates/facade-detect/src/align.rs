@@ -59,19 +59,44 @@ impl Similarity {
 /// tight 200 px crop (UTKFace) and a sixth of a typical Stable Diffusion portrait's crop lie
 /// beyond the frame; at 1.3 none of the StyleGAN, FFHQ, web or congress faces do and the
 /// rest much less, so the crop holds the inner face (eyes, nose, mouth, cheeks) and little of
-/// the framing.
+/// the framing. The crop of every model before stop 33, and the default.
 pub const ZOOM: f32 = 1.3;
 
-/// Template landmark positions for a crop of `side` pixels.
+/// The zooms a model may ask for: from about the whole StyleGAN frame (0.75 puts the eyes
+/// where StyleGAN puts them, hair, ears and background included) to a close-up of the eyes,
+/// nose and mouth (above 1.5 the mouth corners leave the crop).
+pub const ZOOMS: std::ops::RangeInclusive<f32> = 0.5..=1.5;
+
+/// Which aligned crop a classifier reads: its side in pixels and how close it is taken.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CropFrame {
+    pub side: usize,
+    /// Relative to the ArcFace template: above 1 closer, below 1 wider ([`ZOOM`]).
+    pub zoom: f32,
+}
+
+impl CropFrame {
+    /// The inner-face crop ([`ZOOM`]) at `side` pixels.
+    pub fn inner(side: usize) -> CropFrame {
+        CropFrame { side, zoom: ZOOM }
+    }
+
+    /// Template landmark positions in this crop.
+    pub fn template(&self) -> [[f32; 2]; 5] {
+        let k = self.side as f32 / 112.0;
+        let centre = self.side as f32 / 2.0;
+        TEMPLATE_112.map(|[x, y]| {
+            [
+                (x * k - centre) * self.zoom + centre,
+                (y * k - centre) * self.zoom + centre,
+            ]
+        })
+    }
+}
+
+/// Template landmark positions for an inner-face crop of `side` pixels.
 pub fn template(side: usize) -> [[f32; 2]; 5] {
-    let k = side as f32 / 112.0;
-    let centre = side as f32 / 2.0;
-    TEMPLATE_112.map(|[x, y]| {
-        [
-            (x * k - centre) * ZOOM + centre,
-            (y * k - centre) * ZOOM + centre,
-        ]
-    })
+    CropFrame::inner(side).template()
 }
 
 /// Least-squares similarity mapping `from` points onto `to` points (Umeyama, no reflection).
@@ -124,14 +149,15 @@ pub struct AlignedCrop {
     pub outside_fraction: f32,
 }
 
-/// Samples the `side` px aligned crop of the face with these landmarks.
+/// Samples the aligned crop `frame` of the face with these landmarks.
 pub fn aligned_crop(
     image: &RgbImage,
     landmarks: &[[f32; 2]; 5],
     jitter: Jitter,
-    side: usize,
+    frame: CropFrame,
 ) -> AlignedCrop {
-    let to_image = crop_to_image(landmarks, jitter, side);
+    let side = frame.side;
+    let to_image = crop_to_image(landmarks, jitter, frame);
     // Area-downscale the region the crop covers so that one intermediate pixel is about one
     // crop pixel, then sample it bilinearly.
     let corners = [
@@ -193,12 +219,12 @@ pub fn aligned_crop(
 }
 
 /// The transform from crop pixels to image pixels for these landmarks and jitter.
-fn crop_to_image(landmarks: &[[f32; 2]; 5], jitter: Jitter, side: usize) -> Similarity {
-    let centre = side as f32 / 2.0;
+fn crop_to_image(landmarks: &[[f32; 2]; 5], jitter: Jitter, frame: CropFrame) -> Similarity {
+    let centre = frame.side as f32 / 2.0;
     let (sin, cos) = jitter.angle.sin_cos();
     let k = 1.0 + jitter.scale;
     // Jitter moves the template: rotate and scale it about the crop centre, then shift.
-    let moved = template(side).map(|[x, y]| {
+    let moved = frame.template().map(|[x, y]| {
         let (u, v) = (x - centre, y - centre);
         [
             centre + k * (cos * u - sin * v) + jitter.dx,
@@ -266,10 +292,21 @@ mod tests {
     #[test]
     fn crop_puts_landmarks_on_the_template() {
         // Paint a bright dot at each landmark of a big image; the crop must show the dots at
-        // the template positions whatever the image scale and the crop side.
-        for (scale, side) in [(1.0f32, 64), (4.0, 64), (10.0, 64), (1.0, 128), (4.0, 96)] {
-            let size = (CROP_SIDE as f32 * scale * 1.5) as u32;
-            let offset = CROP_SIDE as f32 * scale * 0.25;
+        // the template positions whatever the image scale, the crop side and the zoom.
+        for (scale, side, zoom) in [
+            (1.0f32, 64, ZOOM),
+            (4.0, 64, ZOOM),
+            (10.0, 64, ZOOM),
+            (1.0, 128, ZOOM),
+            (4.0, 96, ZOOM),
+            (4.0, 64, 0.8),
+            (2.0, 128, 0.8),
+            (4.0, 96, 1.5),
+        ] {
+            let frame = CropFrame { side, zoom };
+            // Room around the face for the widest crop.
+            let size = (CROP_SIDE as f32 * scale * 2.5) as u32;
+            let offset = CROP_SIDE as f32 * scale * 0.75;
             let landmarks =
                 template(CROP_SIDE).map(|[x, y]| [x * scale + offset, y * scale + offset]);
             let mut image = RgbImage::new(size, size);
@@ -282,24 +319,40 @@ mod tests {
                     }
                 }
             }
-            let crop = aligned_crop(&image, &landmarks, Jitter::default(), side);
+            let crop = aligned_crop(&image, &landmarks, Jitter::default(), frame);
             assert_eq!(crop.pixels.len(), 3 * side * side);
-            assert_eq!(crop.outside_fraction, 0.0);
-            for [x, y] in template(side) {
+            assert_eq!(crop.outside_fraction, 0.0, "{frame:?}");
+            for [x, y] in frame.template() {
                 let v = crop.pixels[y as usize * side + x as usize];
                 assert!(
                     v > 100,
-                    "scale {scale}, side {side}: dot at ({x}, {y}) reads {v}"
+                    "{frame:?} at scale {scale}: dot at ({x}, {y}) reads {v}"
                 );
             }
         }
     }
 
     #[test]
+    fn a_lower_zoom_takes_a_wider_crop() {
+        let eye_gap = |zoom: f32| {
+            let t = CropFrame { side: 128, zoom }.template();
+            t[1][0] - t[0][0]
+        };
+        // The crop is as many times wider as the zoom is lower: the eyes sit closer together.
+        assert!((eye_gap(0.65) * 2.0 - eye_gap(1.3)).abs() < 1e-3);
+        assert_eq!(template(128), CropFrame::inner(128).template());
+    }
+
+    #[test]
     fn faces_past_the_frame_report_the_outside_fraction() {
         let image = RgbImage::from_pixel(50, 50, image::Rgb([10, 20, 30]));
         let landmarks = template(CROP_SIDE).map(|[x, y]| [x - 20.0, y - 20.0]);
-        let crop = aligned_crop(&image, &landmarks, Jitter::default(), CROP_SIDE);
+        let crop = aligned_crop(
+            &image,
+            &landmarks,
+            Jitter::default(),
+            CropFrame::inner(CROP_SIDE),
+        );
         assert!(crop.outside_fraction > 0.3);
         // Edge pixels repeat: the whole crop has the image's colour.
         assert!(crop.pixels[..CROP_SIDE * CROP_SIDE]

@@ -20,7 +20,7 @@ use facade_face::Face;
 use facade_image::RgbImage;
 use serde::{Deserialize, Serialize};
 
-use crate::align::{aligned_crop, Jitter};
+use crate::align::{aligned_crop, CropFrame, Jitter, ZOOM, ZOOMS};
 use crate::cascade::{MirrorBand, MirrorCascade, PROTECTED_FPRS};
 use crate::classifier::{Architecture, ClassifierEnsemble, ViewSums, MAX_MEMBERS, MAX_WIDTH};
 use crate::embedding::{frame_thumbnail, FrameEmbedding, COMPONENTS, FRAME_SIDE};
@@ -77,7 +77,8 @@ pub struct Detectors {
     embedding: FrameEmbedding,
     /// The classifier and the side of the aligned crops it was trained on, and so reads.
     main: Branch,
-    /// A second classifier on a smaller crop, whose logit is a fourth feature of the fusion.
+    /// A second classifier on another crop (smaller, or wider), whose logit is a fourth
+    /// feature of the fusion.
     coarse: Option<Branch>,
     training_set: Vec<String>,
     /// 16 hex digits of the SHA-256 of the weights and parameters: which model this is.
@@ -86,11 +87,11 @@ pub struct Detectors {
     mirror_band: Option<MirrorBand>,
 }
 
-/// A classifier and the side of the aligned face crops it reads.
+/// A classifier and the aligned face crop it reads.
 #[derive(Debug, Clone)]
 pub struct Branch {
     pub classifier: ClassifierEnsemble,
-    pub crop_side: usize,
+    pub crop: CropFrame,
 }
 
 impl Branch {
@@ -98,11 +99,11 @@ impl Branch {
     fn load(vb: &VarBuilder, record: &serde_json::Value) -> Result<Branch, ModelError> {
         let architecture = classifier_architecture(record)?;
         let classifier = ClassifierEnsemble::load(vb, classifier_members(record)?, architecture)?;
-        let crop_side = recorded_crop_side(record, architecture)?;
-        Ok(Branch {
-            classifier,
-            crop_side,
-        })
+        let crop = CropFrame {
+            side: recorded_crop_side(record, architecture)?,
+            zoom: recorded_crop_zoom(record)?,
+        };
+        Ok(Branch { classifier, crop })
     }
 
     /// The aligned crop of each face of the image, and the branch's logits on them (the crops
@@ -110,9 +111,7 @@ impl Branch {
     fn first_view(&self, image: &RgbImage, faces: &[Face]) -> Result<FirstView, ModelError> {
         let crops: Vec<Vec<u8>> = faces
             .iter()
-            .map(|face| {
-                aligned_crop(image, &face.landmarks, Jitter::default(), self.crop_side).pixels
-            })
+            .map(|face| aligned_crop(image, &face.landmarks, Jitter::default(), self.crop).pixels)
             .collect();
         let plain = self
             .classifier
@@ -277,17 +276,14 @@ impl Detectors {
         parameters: Parameters,
         embedding: FrameEmbedding,
         classifier: ClassifierEnsemble,
-        crop_side: usize,
+        crop: CropFrame,
         coarse: Option<Branch>,
         training_set: Vec<String>,
     ) -> Detectors {
         Detectors {
             parameters,
             embedding,
-            main: Branch {
-                classifier,
-                crop_side,
-            },
+            main: Branch { classifier, crop },
             coarse,
             training_set,
             // Not saved yet: a fingerprint comes with the files (`load`).
@@ -414,7 +410,7 @@ impl Detectors {
             .collect())
     }
 
-    /// The main classifier and its crop side.
+    /// The main classifier and its crop.
     pub fn main_branch(&self) -> &Branch {
         &self.main
     }
@@ -493,6 +489,25 @@ fn recorded_crop_side(
                 recorded.map_or("unrecorded".to_owned(), |s| s.to_string()),
                 architecture.describe().0,
                 architecture.crop_sides_read()
+            ))
+        })
+}
+
+/// How close the classifier's crops are taken ([`CropFrame::zoom`]); models from before stop 33
+/// read the inner face at [`ZOOM`] and do not record it.
+fn recorded_crop_zoom(record: &serde_json::Value) -> Result<f32, ModelError> {
+    let Some(recorded) = record.get("crop_zoom") else {
+        return Ok(ZOOM);
+    };
+    recorded
+        .as_f64()
+        .map(|zoom| zoom as f32)
+        .filter(|zoom| ZOOMS.contains(zoom))
+        .ok_or_else(|| {
+            ModelError::Inconsistent(format!(
+                "crop_zoom {recorded} is not a zoom from {} to {}",
+                ZOOMS.start(),
+                ZOOMS.end()
             ))
         })
 }

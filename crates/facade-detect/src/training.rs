@@ -33,7 +33,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde_json::json;
 
-use crate::align::{aligned_crop, Jitter};
+use crate::align::{aligned_crop, CropFrame, Jitter, ZOOMS};
 use crate::cascade::{MirrorCascade, ViewPair, PROTECTED_FPRS};
 use crate::classifier::{member_prefix, Architecture, ClassifierEnsemble, CropLogits, Network};
 use crate::dataset::{fold_of, read_manifest, sha256_hex, DatasetError, Degradation, Entry, Fold};
@@ -105,6 +105,8 @@ pub struct TrainConfig {
     /// Side of the aligned face crops (the small network reads [`crate::align::CROP_SIDE`]
     /// only; Lite0 any side in [`crate::align::CROP_SIDES`], resized to its input side).
     pub crop_side: usize,
+    /// How close the crops are taken ([`CropFrame::zoom`]; default the inner face).
+    pub crop_zoom: f32,
     /// The ImageNet weights Lite0 starts from (`scripts/convert_lite0_weights.py`).
     pub pretrained: PathBuf,
     pub samples_per_epoch: usize,
@@ -130,6 +132,14 @@ impl TrainConfig {
         }
     }
 
+    /// The aligned crop the classifiers are trained on.
+    pub fn crop(&self) -> CropFrame {
+        CropFrame {
+            side: self.crop_side,
+            zoom: self.crop_zoom,
+        }
+    }
+
     pub fn new(manifest: PathBuf) -> TrainConfig {
         TrainConfig {
             manifest,
@@ -139,6 +149,7 @@ impl TrainConfig {
             classifier_width: DEFAULT_CLASSIFIER_WIDTH,
             lite0_input_side: Some(DEFAULT_LITE0_INPUT_SIDE),
             crop_side: DEFAULT_CROP_SIDE,
+            crop_zoom: crate::align::ZOOM,
             pretrained: crate::lite0::default_pretrained_path(),
             samples_per_epoch: 4096,
             variants: 3,
@@ -165,16 +176,16 @@ struct Observation {
     landmarks: [f32; 10],
     thumbnail: Vec<f32>,
     crop: Vec<u8>,
-    /// The crop at the coarse branch's side, when a coarse branch is being fitted (else empty).
+    /// The coarse branch's crop, when a coarse branch is being fitted (else empty).
     coarse_crop: Vec<u8>,
 }
 
-/// The sides of the crops each observation keeps: the main classifier's and, when a coarse
-/// branch is being fitted, the coarse one's.
+/// The crops each observation keeps: the main classifier's and, when a coarse branch is being
+/// fitted, the coarse one's.
 #[derive(Debug, Clone, Copy)]
 struct CropSides {
-    main: usize,
-    coarse: Option<usize>,
+    main: CropFrame,
+    coarse: Option<CropFrame>,
 }
 
 /// Which images to extract faces from.
@@ -207,7 +218,7 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
     ));
     let pool = thread_pool(config)?;
     let sides = CropSides {
-        main: config.crop_side,
+        main: config.crop(),
         coarse: None,
     };
     let seen = extract(
@@ -334,6 +345,7 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
             "manifest": config.manifest.display().to_string(),
             "seed": config.seed,
             "crop_side": config.crop_side,
+            "crop_zoom": config.crop_zoom,
             "epochs": config.epochs,
             "classifier_members": seeds.len(),
             "classifier_backbone": config.architecture().describe().0,
@@ -360,7 +372,7 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
             parameters,
             embedding,
             classifier,
-            config.crop_side,
+            config.crop(),
             None,
             training_set,
         ),
@@ -413,8 +425,8 @@ pub fn add_coarse_branch(
     }
     let (main, branch) = (base.main_branch(), coarse.main_branch());
     let sides = CropSides {
-        main: main.crop_side,
-        coarse: Some(branch.crop_side),
+        main: main.crop,
+        coarse: Some(branch.crop),
     };
     let (pool, seen) = calibration_faces(base_record, manifest, threads, sides, log)?;
     let calibration = calibration_observations(&seen);
@@ -482,7 +494,7 @@ pub fn add_coarse_branch(
             parameters,
             base.embedding().clone(),
             main.classifier.clone(),
-            main.crop_side,
+            main.crop,
             Some(branch.clone()),
             training_set,
         ),
@@ -506,8 +518,8 @@ pub fn add_mirror_cascade(
     let parameters = model.parameters();
     let (main, coarse) = (model.main_branch(), model.coarse_branch());
     let sides = CropSides {
-        main: main.crop_side,
-        coarse: coarse.map(|b| b.crop_side),
+        main: main.crop,
+        coarse: coarse.map(|b| b.crop),
     };
     let (pool, seen) = calibration_faces(&parameters.training, manifest, threads, sides, log)?;
     let calibration = calibration_observations(&seen);
@@ -559,7 +571,7 @@ pub fn add_mirror_cascade(
             parameters,
             model.embedding().clone(),
             main.classifier.clone(),
-            main.crop_side,
+            main.crop,
             coarse.cloned(),
             model.training_set().to_vec(),
         ),
@@ -712,9 +724,18 @@ fn pretrained_record(path: &std::path::Path) -> serde_json::Value {
     })
 }
 
-/// The crop side must be one the configured network reads ([`Architecture::reads_crop_side`]).
+/// The crop side must be one the configured network reads ([`Architecture::reads_crop_side`]),
+/// and the zoom one a model may record ([`ZOOMS`]).
 fn check_crop_side(config: &TrainConfig) -> Result<(), TrainError> {
     let architecture = config.architecture();
+    if !ZOOMS.contains(&config.crop_zoom) {
+        return Err(TrainError::Config(format!(
+            "crop zoom {} is not from {} to {}",
+            config.crop_zoom,
+            ZOOMS.start(),
+            ZOOMS.end()
+        )));
+    }
     if architecture.reads_crop_side(config.crop_side) {
         Ok(())
     } else {
@@ -811,7 +832,7 @@ fn observe(
     for _ in 0..copies {
         let degradation = random_degradation(&mut rng);
         let jitter = if fold == Fold::Train {
-            random_jitter(&mut rng, sides.main)
+            random_jitter(&mut rng, sides.main.side)
         } else {
             Jitter::default()
         };
@@ -848,7 +869,7 @@ fn observation(
         crop: aligned_crop(image, &face.landmarks, jitter, sides.main).pixels,
         coarse_crop: sides
             .coarse
-            .map(|side| aligned_crop(image, &face.landmarks, jitter, side).pixels)
+            .map(|frame| aligned_crop(image, &face.landmarks, jitter, frame).pixels)
             .unwrap_or_default(),
     })
 }
@@ -888,13 +909,17 @@ fn random_jitter(rng: &mut ChaCha8Rng, crop_side: usize) -> Jitter {
 /// Half the time, makes one side band of the crop look as if it lay beyond the frame (the
 /// edge pixel repeated, as [`aligned_crop`] fills out-of-frame pixels). Tight crops of real
 /// photographs run past the frame far more often than StyleGAN output does; showing the
-/// pattern on every class keeps the classifier from reading "past the frame" as "real".
-fn with_random_frame_edge(crop: &[u8], side: usize, rng: &mut ChaCha8Rng) -> Vec<u8> {
+/// pattern on every class keeps the classifier from reading "past the frame" as "real". The
+/// band is up to a quarter of an inner-face crop, more of a wider one (whose tight real crops
+/// run further past the frame), at most half.
+fn with_random_frame_edge(crop: &[u8], frame: CropFrame, rng: &mut ChaCha8Rng) -> Vec<u8> {
     let mut out = crop.to_vec();
     if !rng.random_bool(0.5) {
         return out;
     }
-    let band = rng.random_range(2..side / 4);
+    let side = frame.side;
+    let widest = (side as f32 / 4.0 * (crate::align::ZOOM / frame.zoom).max(1.0)) as usize;
+    let band = rng.random_range(2..widest.min(side / 2));
     let which = rng.random_range(0..4);
     for plane in out.chunks_exact_mut(side * side) {
         for y in 0..side {
@@ -1031,7 +1056,7 @@ fn train_classifier(
             let mirror: Vec<bool> = (0..BATCH).map(|_| rng.random_bool(0.5)).collect();
             let owned: Vec<Vec<u8>> = picks
                 .iter()
-                .map(|o| with_random_frame_edge(&o.crop, config.crop_side, &mut rng))
+                .map(|o| with_random_frame_edge(&o.crop, config.crop(), &mut rng))
                 .collect();
             let crops: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
             let x = classifier.input(&crops, &mirror, &device)?;

@@ -111,6 +111,25 @@ fn training_is_deterministic_and_its_model_loads() {
         .expect_err("refused");
     assert!(refused.to_string().contains("32 px"), "{refused}");
 
+    // So is one whose crop zoom no crop is taken at; an older record without one reads the
+    // inner face, as every model before the zoom was recorded did.
+    other["training"]["crop_side"] = serde_json::json!(facade_detect::align::CROP_SIDE);
+    other["training"]["crop_zoom"] = serde_json::json!(9.0);
+    let json = serde_json::to_string(&other).expect("json");
+    std::fs::write(dirs[1].path().join("detectors.json"), json).expect("write");
+    let refused = Detectors::load(dirs[1].path())
+        .map(|_| ())
+        .expect_err("refused");
+    assert!(refused.to_string().contains("crop_zoom 9"), "{refused}");
+    other["training"]
+        .as_object_mut()
+        .expect("record")
+        .remove("crop_zoom");
+    let json = serde_json::to_string(&other).expect("json");
+    std::fs::write(dirs[1].path().join("detectors.json"), json).expect("write");
+    let loaded = Detectors::load(dirs[1].path()).expect("load");
+    assert_eq!(loaded.main_branch().crop.zoom, facade_detect::align::ZOOM);
+
     // A record naming more classifiers than the weights hold is refused too.
     let stored = facade_detect::training::DEFAULT_CLASSIFIERS;
     let mut more = strip(&dirs[0]);
@@ -163,6 +182,8 @@ fn lite0_fine_tuning_is_deterministic_and_its_model_loads() {
     let mut config = small_config();
     config.lite0_input_side = Some(96);
     config.crop_side = 96;
+    // A wider crop than the default inner face: the model must record it and read it back.
+    config.crop_zoom = 0.8;
     config.classifiers = 1;
     config.epochs = 1;
     config.samples_per_epoch = 128;
@@ -189,6 +210,8 @@ fn lite0_fine_tuning_is_deterministic_and_its_model_loads() {
     assert_eq!(training["classifier_backbone"], "lite0");
     assert_eq!(training["lite0_input_side"], 96);
     assert_eq!(training["crop_side"], 96);
+    let crop = model.main_branch().crop;
+    assert_eq!((crop.side, crop.zoom), (96, 0.8));
     assert_eq!(
         training["pretrained"]["file"],
         "efficientnet-lite0.safetensors"
