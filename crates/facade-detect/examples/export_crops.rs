@@ -1,11 +1,13 @@
-//! Exports the classifier's exact input (the 64×64 aligned face crop of each image's most
-//! confident face, as `facade train` sees an undegraded image) for experiments in other tools,
-//! e.g. `scripts/experiments/backbone_probe.py` on a GPU.
+//! Exports the classifier's exact input (the aligned face crop of each image's most confident
+//! face, as `facade train` sees an undegraded image) for experiments in other tools, e.g.
+//! `scripts/experiments/backbone_probe.py` and `crop_probe.py` on a GPU.
 //!
-//! `cargo run --release -p facade-detect --example export_crops -- MANIFEST OUT_DIR TRAIN_PER_SOURCE TEST_PER_SOURCE`
+//! `cargo run --release -p facade-detect --example export_crops -- MANIFEST OUT_DIR TRAIN_PER_SOURCE TEST_PER_SOURCE [FRAMES]`
 //!
-//! Writes `OUT_DIR/crops.u8` (crops back to back, `3 × 64 × 64` bytes each, plane by plane)
-//! and `OUT_DIR/crops.csv` (`index,source,label,fold`). The folds are the training split's own
+//! FRAMES lists the crops to write, `SIDExZOOM` separated by commas (default `64x1.3`, the
+//! 64 px inner-face crop). Writes `OUT_DIR/crops.u8` for the first (crops back to back,
+//! `3 × side × side` bytes each, plane by plane), `OUT_DIR/crops-SIDExZOOM.u8` for each
+//! further one, and `OUT_DIR/crops.csv` (`index,source,label,fold`). The folds are the training split's own
 //! (by content hash): train-fold images to fit, test-fold images to measure; calibration-fold
 //! images are not exported. Images where no face is found are left out and counted.
 
@@ -20,9 +22,16 @@ use rayon::prelude::*;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [manifest, out, train_cap, test_cap] = args.as_slice() else {
-        return Err("usage: export_crops MANIFEST OUT_DIR TRAIN_PER_SOURCE TEST_PER_SOURCE".into());
-    };
+    let (manifest, out, train_cap, test_cap, frames) =
+        match args.as_slice() {
+            [m, o, a, b] => (m, o, a, b, format!("{CROP_SIDE}x1.3")),
+            [m, o, a, b, f] => (m, o, a, b, f.clone()),
+            _ => return Err(
+                "usage: export_crops MANIFEST OUT_DIR TRAIN_PER_SOURCE TEST_PER_SOURCE [FRAMES]"
+                    .into(),
+            ),
+        };
+    let frames = parse_frames(&frames)?;
     let (train_cap, test_cap): (usize, usize) = (train_cap.parse()?, test_cap.parse()?);
     let out = PathBuf::from(out);
     std::fs::create_dir_all(&out)?;
@@ -55,7 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             picked.push((entry, fold));
         }
     }
-    let crops: Vec<Option<Vec<u8>>> = picked
+    let crops: Vec<Option<Vec<Vec<u8>>>> = picked
         .par_iter()
         .map(|(entry, _)| {
             let bytes = std::fs::read(&entry.path).ok()?;
@@ -63,17 +72,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let faces = detector.detect(&image).ok()?;
             let face = faces.first()?;
             Some(
-                aligned_crop(
-                    &image,
-                    &face.landmarks,
-                    Jitter::default(),
-                    CropFrame::inner(CROP_SIDE),
-                )
-                .pixels,
+                frames
+                    .iter()
+                    .map(|&frame| {
+                        aligned_crop(&image, &face.landmarks, Jitter::default(), frame).pixels
+                    })
+                    .collect(),
             )
         })
         .collect();
-    let mut pixels = std::io::BufWriter::new(std::fs::File::create(out.join("crops.u8"))?);
+    let mut files = frames
+        .iter()
+        .enumerate()
+        .map(|(i, frame)| {
+            let name = if i == 0 {
+                "crops.u8".to_owned()
+            } else {
+                format!("crops-{}x{}.u8", frame.side, frame.zoom)
+            };
+            std::fs::File::create(out.join(name)).map(std::io::BufWriter::new)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let mut index = csv::Writer::from_path(out.join("crops.csv"))?;
     index.write_record(["index", "source", "label", "fold"])?;
     let (mut written, mut no_face) = (0usize, 0usize);
@@ -82,7 +101,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             no_face += 1;
             continue;
         };
-        pixels.write_all(&crop)?;
+        for (file, pixels) in files.iter_mut().zip(&crop) {
+            file.write_all(pixels)?;
+        }
         let label = if entry.fake { "fake" } else { "real" };
         let fold = if *fold == Fold::Train {
             "train"
@@ -92,11 +113,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         index.write_record([&written.to_string(), &entry.source, label, fold])?;
         written += 1;
     }
-    pixels.flush()?;
+    for file in &mut files {
+        file.flush()?;
+    }
     index.flush()?;
     eprintln!(
         "{written} crops written to {}, {no_face} without a face",
         out.display()
     );
     Ok(())
+}
+
+/// `SIDExZOOM[,SIDExZOOM…]` as crop frames.
+fn parse_frames(text: &str) -> Result<Vec<CropFrame>, Box<dyn std::error::Error>> {
+    text.split(',')
+        .map(|item| {
+            let (side, zoom) = item
+                .split_once('x')
+                .ok_or_else(|| format!("frame {item:?} is not SIDExZOOM"))?;
+            Ok(CropFrame {
+                side: side.parse()?,
+                zoom: zoom.parse()?,
+            })
+        })
+        .collect()
 }
