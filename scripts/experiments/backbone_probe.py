@@ -83,7 +83,12 @@ def load_lite0(net, pth):
     blob = torch.load(pth, map_location="cpu", weights_only=False)
     if isinstance(blob, dict) and "state_dict" in blob:
         blob = blob["state_dict"]
-    source = [(k, v) for k, v in blob.items() if "num_batches_tracked" not in k]
+    return load_in_order(net, blob.items())
+
+
+def load_in_order(net, named_tensors):
+    """`(name, tensor)` pairs of the wheel's state dict, in its order, into timm's network."""
+    source = [(k, v) for k, v in named_tensors if "num_batches_tracked" not in k]
     target = [(k, v) for k, v in net.state_dict().items() if "num_batches_tracked" not in k]
     source = [kv for kv in source if kv[1].dim() != 2 and not (kv[1].dim() == 1 and kv[1].shape[0] == 1000)]
     target = [kv for kv in target if not kv[0].startswith("classifier")]
@@ -137,21 +142,22 @@ def tpr_at(pos, neg, fpr):
     return float((pos > t).mean()) if len(pos) else None
 
 
-def run(name, make, rows, x, train_idx, test_idx, steps, lr, seed):
+def fit_and_score(model, rows, x, train_idx, test_idx, steps, lr, seed, shift=augment):
+    """Fine-tunes `model` on the train crops (`shift` augments each batch) and returns its
+    mean logit over each test crop and its mirror image, and the last batch's loss."""
     torch.manual_seed(seed)
     np.random.seed(seed)
-    model = make().to(DEVICE).to(memory_format=torch.channels_last)
+    model = model.to(DEVICE).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     weights = sample_weights(rows, train_idx)
     xt = x[train_idx].to(DEVICE).float()
     yt = torch.tensor([1.0 if rows[i]["label"] == "fake" else 0.0 for i in train_idx], device=DEVICE)
-    started = time.time()
     model.train()
     for _ in range(steps):
         pick = torch.multinomial(weights, 128, replacement=True).to(DEVICE)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=DEVICE == "cuda"):
-            logits = model(augment(xt[pick]).contiguous(memory_format=torch.channels_last))
+            logits = model(shift(xt[pick]).contiguous(memory_format=torch.channels_last))
         loss = F.binary_cross_entropy_with_logits(logits.float(), yt[pick])
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -164,7 +170,13 @@ def run(name, make, rows, x, train_idx, test_idx, steps, lr, seed):
         for k in range(0, len(xs), 256):
             b = xs[k:k + 256].contiguous(memory_format=torch.channels_last)
             out.append(((model(b) + model(b.flip(3))) / 2).float().cpu())
-        scores = torch.cat(out).numpy()
+    return torch.cat(out).numpy(), float(loss.detach())
+
+
+def run(name, make, rows, x, train_idx, test_idx, steps, lr, seed):
+    started = time.time()
+    model = make()
+    scores, loss = fit_and_score(model, rows, x, train_idx, test_idx, steps, lr, seed)
     src = [rows[i]["source"] for i in test_idx]
     fake = np.array([rows[i]["label"] == "fake" for i in test_idx])
     reals = scores[~fake]
@@ -173,7 +185,7 @@ def run(name, make, rows, x, train_idx, test_idx, steps, lr, seed):
         "seed": seed,
         "steps": steps,
         "train_seconds": round(time.time() - started, 1),
-        "final_loss": round(float(loss.detach()), 4),
+        "final_loss": round(loss, 4),
         "pooled_auc": auc(scores[fake], reals),
         "pooled_tpr_fpr1": tpr_at(scores[fake], reals, 0.01),
         "stylegan2_vs_ffhq_auc": auc(
