@@ -198,13 +198,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         (None, Backbone::Lite0) => facade_detect::training::DEFAULT_CROP_SIDE,
         (None, Backbone::Small) => facade_detect::align::CROP_SIDE,
     };
-    anyhow::ensure!(
-        facade_detect::align::ZOOMS.contains(&args.crop_zoom),
-        "--crop-zoom must be {} to {}, not {}",
-        facade_detect::align::ZOOMS.start(),
-        facade_detect::align::ZOOMS.end(),
-        args.crop_zoom
-    );
+    // Checked by `train` with the crop side, before any image is read.
     config.crop_zoom = args.crop_zoom;
     anyhow::ensure!(
         (0.0..=5.0).contains(&args.focal_gamma),
