@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
+use facade_detect::lite0::Regularisation;
 use facade_detect::training::{add_coarse_branch, add_mirror_cascade, train, TrainConfig, Trained};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -68,6 +69,14 @@ pub struct TrainArgs {
     /// confidence weigh (1 - p)^G of their loss (0: plain cross-entropy).
     #[arg(long, value_name = "G", default_value_t = facade_detect::training::DEFAULT_FOCAL_GAMMA)]
     focal_gamma: f64,
+    /// Lite0 only: stochastic depth while training, the chance that a sample skips the last
+    /// residual block (earlier blocks in proportion to their depth; EfficientNet used 0.2).
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    drop_path: f32,
+    /// Lite0 only: dropout of the pooled features before the output layer while training
+    /// (EfficientNet-Lite0 used 0.2).
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    dropout: f32,
     /// Faces drawn per epoch.
     #[arg(long, default_value_t = 4096)]
     samples_per_epoch: usize,
@@ -206,6 +215,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         args.focal_gamma
     );
     config.focal_gamma = args.focal_gamma;
+    // Checked by `train` with the backbone, before any image is read.
+    config.regularisation = Regularisation {
+        drop_path: args.drop_path,
+        dropout: args.dropout,
+    };
     if let Some(pretrained) = args.pretrained {
         config.pretrained = pretrained;
     }

@@ -173,6 +173,20 @@ impl Network {
         }
     }
 
+    /// Training logits: Lite0 under `regularisation` (noise from `rng`); the small network
+    /// has none (training refuses a rate for it).
+    pub fn forward_training(
+        &self,
+        x: &Tensor,
+        regularisation: crate::lite0::Regularisation,
+        rng: &mut impl rand::Rng,
+    ) -> Result<Tensor> {
+        match self {
+            Network::Small(net) => net.forward(x),
+            Network::Lite0(net) => net.forward_regularised(x, regularisation, rng),
+        }
+    }
+
     /// The logit of each crop as scanning uses it: the mean over the crop and its mirror.
     pub fn logits(&self, crops: &[&[u8]]) -> Result<Vec<f32>> {
         let views = both_views(std::slice::from_ref(self), crops)?;

@@ -78,6 +78,36 @@ impl Pointwise {
     }
 }
 
+/// Training-time noise of [`Lite0::forward_regularised`]; the default is none.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Regularisation {
+    /// Stochastic depth: the last residual block's chance of being skipped for a sample
+    /// (earlier blocks' in proportion to their depth). EfficientNet trained with 0.2.
+    pub drop_path: f32,
+    /// Dropout of the pooled features before the output layer. EfficientNet-Lite0: 0.2.
+    pub dropout: f32,
+}
+
+/// Largest rate [`Regularisation`] accepts for either noise: above it most of the network
+/// would be skipped or dropped.
+pub const MAX_DROP_RATE: f32 = 0.5;
+
+/// `count` draws of "kept with probability `1 - p`" as a tensor of `shape`: `1/(1 - p)` where
+/// kept, 0 where dropped.
+fn survivors(
+    count: usize,
+    p: f32,
+    rng: &mut impl rand::Rng,
+    shape: impl Into<Shape>,
+    device: &Device,
+) -> Result<Tensor> {
+    let scale = 1.0 / (1.0 - p);
+    let values: Vec<f32> = (0..count)
+        .map(|_| if rng.random::<f32>() < p { 0.0 } else { scale })
+        .collect();
+    Tensor::from_vec(values, shape, device)
+}
+
 /// An inverted residual block: 1×1 expansion (ReLU6), k×k depthwise (ReLU6), 1×1 projection,
 /// and the input added back where the shape allows.
 #[derive(Debug, Clone)]
@@ -92,8 +122,10 @@ struct Block {
 }
 
 impl Block {
-    /// `(C_in, N, H, W)` → `(C_out, N, H', W')`.
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// `(C_in, N, H, W)` → `(C_out, N, H', W')`. `keep`, in training only, scales each
+    /// sample's residual branch (`(1, N, 1, 1)`: 0 where stochastic depth skips the block for
+    /// that sample, `1/(1 - p)` elsewhere).
+    fn forward(&self, x: &Tensor, keep: Option<&Tensor>) -> Result<Tensor> {
         let (c_in, n, h, w) = x.dims4()?;
         let flat = x.reshape((c_in, n * h * w))?;
         let expanded = match &self.expand {
@@ -118,10 +150,10 @@ impl Block {
             .forward(&spread.reshape((c_mid, n * oh * ow))?)?;
         let c_out = projected.dim(0)?;
         let out = projected.reshape((c_out, n, oh, ow))?;
-        if self.residual {
-            out + x
-        } else {
-            Ok(out)
+        match (self.residual, keep) {
+            (true, Some(keep)) => out.broadcast_mul(keep)? + x,
+            (true, None) => out + x,
+            (false, _) => Ok(out),
         }
     }
 }
@@ -189,6 +221,11 @@ impl Lite0 {
 
     /// The pooled 1280 features of a batch made by [`Lite0::input`]: `(N, 1280)`.
     pub fn features(&self, x: &Tensor) -> Result<Tensor> {
+        self.features_with(x, &[])
+    }
+
+    /// [`Lite0::features`] with block `i`'s residual branch scaled by `keep[i]` where given.
+    fn features_with(&self, x: &Tensor, keep: &[Option<Tensor>]) -> Result<Tensor> {
         let (_, n, h, w) = x.dims4()?;
         let (columns, oh, ow) = stem_columns(x, n, h, w)?;
         let stem = self
@@ -197,8 +234,8 @@ impl Lite0 {
             .matmul(&columns)?
             .apply_op2(&self.stem_bias, BiasRelu6)?;
         let mut maps = stem.reshape((STEM, n, oh, ow))?;
-        for block in &self.blocks {
-            maps = block.forward(&maps)?;
+        for (i, block) in self.blocks.iter().enumerate() {
+            maps = block.forward(&maps, keep.get(i).and_then(Option::as_ref))?;
         }
         let (c, _, h, w) = maps.dims4()?;
         let head = self.head.forward_relu6(&maps.reshape((c, n * h * w))?)?;
@@ -208,6 +245,37 @@ impl Lite0 {
     /// Logits `(N,)` of a batch made by [`Lite0::input`].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.out.forward(&self.features(x)?)?.squeeze(1)
+    }
+
+    /// Training logits under EfficientNet's own regularisation, its noise drawn from `rng`
+    /// (nothing is drawn for a rate of 0, so an unregularised run draws the numbers it drew
+    /// before): each sample skips residual block `i` of `B` with probability
+    /// `drop_path · i / B` (stochastic depth, as EfficientNet's drop-connect schedule), and
+    /// drops each pooled feature with probability `dropout` before the output layer. The
+    /// survivors are scaled by `1/(1 - p)`, so inference ([`Lite0::forward`]) needs no change.
+    pub fn forward_regularised(
+        &self,
+        x: &Tensor,
+        regularisation: Regularisation,
+        rng: &mut impl rand::Rng,
+    ) -> Result<Tensor> {
+        let n = x.dim(1)?;
+        let blocks = self.blocks.len();
+        let mut keep = Vec::with_capacity(blocks);
+        for (i, block) in self.blocks.iter().enumerate() {
+            let p = regularisation.drop_path * i as f32 / blocks as f32;
+            keep.push(if block.residual && p > 0.0 {
+                Some(survivors(n, p, rng, (1, n, 1, 1), x.device())?)
+            } else {
+                None
+            });
+        }
+        let mut features = self.features_with(x, &keep)?;
+        if regularisation.dropout > 0.0 {
+            let mask = survivors(n * HEAD, regularisation.dropout, rng, (n, HEAD), x.device())?;
+            features = (features * mask)?;
+        }
+        self.out.forward(&features)?.squeeze(1)
     }
 
     /// The network's input for aligned crops (`3 × c × c` bytes each, plane by plane, every
@@ -1166,6 +1234,121 @@ mod tests {
         // 16 blocks, the first without expansion: 15·6 + 4 block tensors, stem, head, out.
         assert_eq!(names.len(), 15 * 6 + 4 + 2 + 2 + 2, "{names:?}");
         assert!(names.iter().any(|n| n == "lite0.blocks.15.project.weight"));
+    }
+
+    /// Two crops of noise (`3 × 64²` bytes each), the same twice when `twins`.
+    fn noise_crops(seed: u64, twins: bool) -> Vec<Vec<u8>> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut crop = || -> Vec<u8> { (0..3 * 64 * 64).map(|_| rng.random()).collect() };
+        let first = crop();
+        let second = if twins { first.clone() } else { crop() };
+        vec![first, second]
+    }
+
+    /// A network with He-uniform random weights (a `VarMap` starts every tensor at zero, and a
+    /// network of zeros answers its bias whatever it reads).
+    fn random_network(seed: u64) -> (Lite0, VarMap) {
+        let map = VarMap::new();
+        let net =
+            Lite0::new(VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu), 64).expect("build");
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let data = map.data().lock().expect("lock");
+        let mut names: Vec<&String> = data.keys().collect();
+        names.sort();
+        for name in names {
+            let var = &data[name];
+            let dims = var.dims().to_vec();
+            let fan_in: usize = dims[1..].iter().product();
+            let bound = if dims.len() == 1 {
+                0.05
+            } else {
+                (6.0 / fan_in as f32).sqrt()
+            };
+            var.set(&random(&mut rng, &dims, bound)).expect("set");
+        }
+        drop(data);
+        (net, map)
+    }
+
+    fn logits_of(t: Tensor) -> Vec<f32> {
+        t.to_vec1().expect("logits")
+    }
+
+    #[test]
+    fn no_regularisation_is_the_plain_forward_and_draws_no_numbers() {
+        let (net, _) = random_network(8);
+        let crops = noise_crops(3, false);
+        let refs: Vec<&[u8]> = crops.iter().map(Vec::as_slice).collect();
+        let x = net.input(&refs, &[false, false], &Device::Cpu).expect("x");
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let untouched = rng.clone();
+        let plain = logits_of(net.forward(&x).expect("forward"));
+        let off = net
+            .forward_regularised(&x, Regularisation::default(), &mut rng)
+            .expect("regularised");
+        assert_eq!(plain, logits_of(off));
+        assert_eq!(
+            rng, untouched,
+            "a run without regularisation must draw what it drew before"
+        );
+    }
+
+    /// Dropout before the (linear) output layer leaves each logit's expectation where it was;
+    /// stochastic depth skips blocks sample by sample, so two identical crops part ways.
+    #[test]
+    fn dropout_is_unbiased_and_stochastic_depth_is_drawn_per_sample() {
+        let (net, map) = random_network(7);
+        // Positive output weights over the (non-negative) features: the logit is a sum of
+        // positive terms, so dropout without its 1/(1 - p) would pull the draws' mean down
+        // by 30% of it, far beyond their standard error.
+        let out = &map.data().lock().expect("lock")["lite0.out.weight"];
+        out.set(&out.as_tensor().abs().expect("abs")).expect("set");
+        let crops = noise_crops(4, true);
+        let refs: Vec<&[u8]> = crops.iter().map(Vec::as_slice).collect();
+        let x = net.input(&refs, &[false, false], &Device::Cpu).expect("x");
+        let plain = logits_of(net.forward(&x).expect("forward"));
+        assert_eq!(plain[0], plain[1]);
+
+        let dropout = Regularisation {
+            drop_path: 0.0,
+            dropout: 0.3,
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let draws: Vec<f64> = (0..200)
+            .map(|_| {
+                let logits = net
+                    .forward_regularised(&x, dropout, &mut rng)
+                    .expect("draw");
+                f64::from(logits_of(logits)[0])
+            })
+            .collect();
+        let n = draws.len() as f64;
+        let mean = draws.iter().sum::<f64>() / n;
+        let sd = (draws.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+        assert!(sd > 0.0, "dropout changed nothing");
+        // Five standard errors: a correct op fails this about once in two million runs.
+        assert!(
+            (mean - f64::from(plain[0])).abs() < 5.0 * sd / n.sqrt(),
+            "mean of draws {mean} against {} (sd {sd})",
+            plain[0]
+        );
+
+        let depth = Regularisation {
+            drop_path: 0.5,
+            dropout: 0.0,
+        };
+        let draw = |seed: u64| -> Vec<Vec<f32>> {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            (0..10)
+                .map(|_| logits_of(net.forward_regularised(&x, depth, &mut rng).expect("d")))
+                .collect()
+        };
+        let draws = draw(6);
+        assert!(
+            draws.iter().any(|l| l[0] != l[1]),
+            "both samples skipped the same blocks"
+        );
+        assert_eq!(draws, draw(6), "the noise must come from the seed alone");
     }
 
     #[test]

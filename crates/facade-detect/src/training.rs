@@ -40,7 +40,7 @@ use crate::dataset::{fold_of, read_manifest, sha256_hex, DatasetError, Degradati
 use crate::embedding::{frame_thumbnail, FrameEmbedding};
 use crate::fusion::{threshold_for_fpr, Fusion, Raw};
 use crate::geometry::{normalized_landmarks, GeometryModel};
-use crate::lite0::{load_pretrained, HOW_TO_GET_PRETRAINED};
+use crate::lite0::{load_pretrained, Regularisation, HOW_TO_GET_PRETRAINED, MAX_DROP_RATE};
 use crate::metrics::roc_auc;
 use crate::model::{Detectors, ModelError, Parameters, COARSE_PREFIX, WEIGHTS_FILE};
 
@@ -114,6 +114,8 @@ pub struct TrainConfig {
     pub variants: usize,
     /// Focal-loss exponent of the classifier's training (0: plain cross-entropy).
     pub focal_gamma: f64,
+    /// Lite0's stochastic depth and dropout while it trains (none by default).
+    pub regularisation: Regularisation,
     /// Sources left out of training entirely.
     pub holdout_sources: Vec<String>,
     /// Use at most this many images of each source (quick runs and tests).
@@ -154,6 +156,7 @@ impl TrainConfig {
             samples_per_epoch: 4096,
             variants: 3,
             focal_gamma: DEFAULT_FOCAL_GAMMA,
+            regularisation: Regularisation::default(),
             holdout_sources: Vec::new(),
             max_per_source: None,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -209,7 +212,7 @@ const BATCH: usize = 64;
 
 pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Trained, TrainError> {
     let started = Instant::now();
-    check_crop_side(config)?;
+    check_config(config)?;
     let entries = select_entries(read_manifest(&config.manifest)?, config);
     log(&format!(
         "{} images selected from {}",
@@ -357,6 +360,8 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
             "samples_per_epoch": config.samples_per_epoch,
             "variants": config.variants,
             "focal_gamma": config.focal_gamma,
+            "drop_path": config.regularisation.drop_path,
+            "dropout": config.regularisation.dropout,
             "holdout_sources": config.holdout_sources,
             "max_per_source": config.max_per_source,
             "split": "sha256 of the file: first 8 hex digits mod 20: 0-9 train, 10-12 calibration, 13-19 test",
@@ -725,8 +730,9 @@ fn pretrained_record(path: &std::path::Path) -> serde_json::Value {
 }
 
 /// The crop side must be one the configured network reads ([`Architecture::reads_crop_side`]),
-/// and the zoom one a model may record ([`ZOOMS`]).
-fn check_crop_side(config: &TrainConfig) -> Result<(), TrainError> {
+/// the zoom one a model may record ([`ZOOMS`]), and drop rates (Lite0 only) within
+/// [`MAX_DROP_RATE`].
+fn check_config(config: &TrainConfig) -> Result<(), TrainError> {
     let architecture = config.architecture();
     if !ZOOMS.contains(&config.crop_zoom) {
         return Err(TrainError::Config(format!(
@@ -735,6 +741,19 @@ fn check_crop_side(config: &TrainConfig) -> Result<(), TrainError> {
             ZOOMS.start(),
             ZOOMS.end()
         )));
+    }
+    let Regularisation { drop_path, dropout } = config.regularisation;
+    if !(0.0..=MAX_DROP_RATE).contains(&drop_path) || !(0.0..=MAX_DROP_RATE).contains(&dropout) {
+        return Err(TrainError::Config(format!(
+            "drop-path {drop_path} and dropout {dropout} must each be 0 to {MAX_DROP_RATE}"
+        )));
+    }
+    if config.regularisation != Regularisation::default()
+        && !matches!(architecture, Architecture::Lite0 { .. })
+    {
+        return Err(TrainError::Config(
+            "drop-path and dropout regularise Lite0 only, not the small network".into(),
+        ));
     }
     if architecture.reads_crop_side(config.crop_side) {
         Ok(())
@@ -1065,7 +1084,8 @@ fn train_classifier(
                 .map(|o| if o.fake { 1.0 } else { 0.0 })
                 .collect();
             let y = Tensor::from_vec(labels, BATCH, &device)?;
-            let loss = focal_loss(&classifier.forward(&x)?, &y, config.focal_gamma)?;
+            let logits = classifier.forward_training(&x, config.regularisation, &mut rng)?;
+            let loss = focal_loss(&logits, &y, config.focal_gamma)?;
             optimizer.backward_step(&loss)?;
             total += loss.to_scalar::<f32>()?;
         }
@@ -1330,6 +1350,35 @@ mod tests {
             *mass.entry(o.source.clone()).or_default() += w;
         }
         mass
+    }
+
+    #[test]
+    fn drop_rates_are_checked_before_any_image_is_read() {
+        let mut config = TrainConfig::new(PathBuf::from("/nonexistent/manifest.csv"));
+        assert!(check_config(&config).is_ok());
+        config.regularisation = Regularisation {
+            drop_path: 0.2,
+            dropout: 0.2,
+        };
+        assert!(check_config(&config).is_ok());
+        for (drop_path, dropout) in [(0.6, 0.0), (0.0, -0.1), (0.0, f32::NAN)] {
+            config.regularisation = Regularisation { drop_path, dropout };
+            let refused = check_config(&config).expect_err("out of range");
+            assert!(
+                refused.to_string().contains("must each be 0 to 0.5"),
+                "{refused}"
+            );
+        }
+        config.regularisation = Regularisation {
+            drop_path: 0.0,
+            dropout: 0.2,
+        };
+        config.lite0_input_side = None;
+        config.crop_side = crate::align::CROP_SIDE;
+        let refused = check_config(&config).expect_err("small network");
+        assert!(refused.to_string().contains("Lite0 only"), "{refused}");
+        config.regularisation = Regularisation::default();
+        assert!(check_config(&config).is_ok());
     }
 
     #[test]
