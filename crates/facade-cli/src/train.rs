@@ -77,6 +77,10 @@ pub struct TrainArgs {
     /// (EfficientNet-Lite0 used 0.2).
     #[arg(long, value_name = "P", default_value_t = 0.0)]
     dropout: f32,
+    /// Chance that a training crop has one random rectangle (2% to 25% of it) painted the
+    /// mean colour (random erasing), so that no single region decides.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    erase: f64,
     /// Faces drawn per epoch.
     #[arg(long, default_value_t = 4096)]
     samples_per_epoch: usize,
@@ -215,6 +219,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         args.focal_gamma
     );
     config.focal_gamma = args.focal_gamma;
+    config.erase = args.erase;
     // Checked by `train` with the backbone, before any image is read.
     config.regularisation = Regularisation {
         drop_path: args.drop_path,

@@ -45,6 +45,9 @@ const HEAD: usize = 1280;
 pub const MIN_INPUT_SIDE: usize = 32;
 pub const MAX_INPUT_SIDE: usize = 256;
 
+/// ImageNet's per-channel mean, rounded to bytes: a pixel of it is zero at the network's input.
+pub const MEAN_BYTES: [u8; 3] = [124, 116, 104];
+
 /// ImageNet's per-channel mean and standard deviation, in bytes.
 const MEAN: [f32; 3] = [0.485 * 255.0, 0.456 * 255.0, 0.406 * 255.0];
 const STD: [f32; 3] = [0.229 * 255.0, 0.224 * 255.0, 0.225 * 255.0];

@@ -40,7 +40,9 @@ use crate::dataset::{fold_of, read_manifest, sha256_hex, DatasetError, Degradati
 use crate::embedding::{frame_thumbnail, FrameEmbedding};
 use crate::fusion::{threshold_for_fpr, Fusion, Raw};
 use crate::geometry::{normalized_landmarks, GeometryModel};
-use crate::lite0::{load_pretrained, Regularisation, HOW_TO_GET_PRETRAINED, MAX_DROP_RATE};
+use crate::lite0::{
+    load_pretrained, Regularisation, HOW_TO_GET_PRETRAINED, MAX_DROP_RATE, MEAN_BYTES,
+};
 use crate::metrics::roc_auc;
 use crate::model::{Detectors, ModelError, Parameters, COARSE_PREFIX, WEIGHTS_FILE};
 
@@ -116,6 +118,8 @@ pub struct TrainConfig {
     pub focal_gamma: f64,
     /// Lite0's stochastic depth and dropout while it trains (none by default).
     pub regularisation: Regularisation,
+    /// Chance that a training crop has a random rectangle erased (0 by default).
+    pub erase: f64,
     /// Sources left out of training entirely.
     pub holdout_sources: Vec<String>,
     /// Use at most this many images of each source (quick runs and tests).
@@ -157,6 +161,7 @@ impl TrainConfig {
             variants: 3,
             focal_gamma: DEFAULT_FOCAL_GAMMA,
             regularisation: Regularisation::default(),
+            erase: 0.0,
             holdout_sources: Vec::new(),
             max_per_source: None,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -362,6 +367,7 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
             "focal_gamma": config.focal_gamma,
             "drop_path": config.regularisation.drop_path,
             "dropout": config.regularisation.dropout,
+            "erase": config.erase,
             "holdout_sources": config.holdout_sources,
             "max_per_source": config.max_per_source,
             "split": "sha256 of the file: first 8 hex digits mod 20: 0-9 train, 10-12 calibration, 13-19 test",
@@ -742,6 +748,12 @@ fn check_config(config: &TrainConfig) -> Result<(), TrainError> {
             ZOOMS.end()
         )));
     }
+    if !(0.0..=1.0).contains(&config.erase) {
+        return Err(TrainError::Config(format!(
+            "erase chance {} is not from 0 to 1",
+            config.erase
+        )));
+    }
     let Regularisation { drop_path, dropout } = config.regularisation;
     if !(0.0..=MAX_DROP_RATE).contains(&drop_path) || !(0.0..=MAX_DROP_RATE).contains(&dropout) {
         return Err(TrainError::Config(format!(
@@ -957,6 +969,28 @@ fn with_random_frame_edge(crop: &[u8], frame: CropFrame, rng: &mut ChaCha8Rng) -
     out
 }
 
+/// Random erasing (Zhong et al. 2017; the DFDC's winning entry cut out face parts the same
+/// way): with probability `p`, one rectangle of 2% to 25% of the crop, of aspect 1:3 to 3:1,
+/// is painted ImageNet's mean colour (zero at Lite0's input). The classifier then cannot rest
+/// on one region (the eyes, the teeth, one artefact) and must find its evidence across the
+/// face. Draws nothing when `p` is 0, so runs without it draw the numbers they drew before.
+fn erase_random_rectangle(crop: &mut [u8], side: usize, p: f64, rng: &mut ChaCha8Rng) {
+    if p <= 0.0 || !rng.random_bool(p.min(1.0)) {
+        return;
+    }
+    let area = rng.random_range(0.02f32..0.25) * (side * side) as f32;
+    let aspect = rng.random_range((1.0f32 / 3.0).ln()..3.0f32.ln()).exp();
+    let height = ((area * aspect).sqrt().round() as usize).clamp(1, side);
+    let width = ((area / aspect).sqrt().round() as usize).clamp(1, side);
+    let top = rng.random_range(0..=side - height);
+    let left = rng.random_range(0..=side - width);
+    for (plane, fill) in crop.chunks_exact_mut(side * side).zip(MEAN_BYTES) {
+        for row in plane.chunks_exact_mut(side).skip(top).take(height) {
+            row[left..left + width].fill(fill);
+        }
+    }
+}
+
 /// The classifier's sampling weights: classes equal; within a class, every source equal. The
 /// classifier is to learn what each kind of real photograph looks like, so the 25 aligned FFHQ
 /// photographs must count as much as the 1,500 UTKFace crops; weighing sources by size let it
@@ -1075,7 +1109,11 @@ fn train_classifier(
             let mirror: Vec<bool> = (0..BATCH).map(|_| rng.random_bool(0.5)).collect();
             let owned: Vec<Vec<u8>> = picks
                 .iter()
-                .map(|o| with_random_frame_edge(&o.crop, config.crop(), &mut rng))
+                .map(|o| {
+                    let mut crop = with_random_frame_edge(&o.crop, config.crop(), &mut rng);
+                    erase_random_rectangle(&mut crop, config.crop_side, config.erase, &mut rng);
+                    crop
+                })
                 .collect();
             let crops: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
             let x = classifier.input(&crops, &mirror, &device)?;
@@ -1353,6 +1391,41 @@ mod tests {
     }
 
     #[test]
+    fn erasing_paints_one_mean_coloured_rectangle_or_nothing() {
+        let side = 64;
+        let crop: Vec<u8> = (0..3 * side * side).map(|i| (i % 7) as u8).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let untouched = rng.clone();
+        let mut same = crop.clone();
+        erase_random_rectangle(&mut same, side, 0.0, &mut rng);
+        assert_eq!(same, crop);
+        assert_eq!(rng, untouched, "no erasing must draw no numbers");
+        for _ in 0..50 {
+            let mut erased = crop.clone();
+            erase_random_rectangle(&mut erased, side, 1.0, &mut rng);
+            for (ch, fill) in MEAN_BYTES.into_iter().enumerate() {
+                let plane = &erased[ch * side * side..][..side * side];
+                let painted: Vec<(usize, usize)> = (0..side * side)
+                    .filter(|&i| plane[i] == fill)
+                    .map(|i| (i / side, i % side))
+                    .collect();
+                let rows = painted.iter().map(|p| p.0);
+                let cols = painted.iter().map(|p| p.1);
+                let (top, bottom) = (rows.clone().min().unwrap_or(0), rows.max().unwrap_or(0));
+                let (left, right) = (cols.clone().min().unwrap_or(0), cols.max().unwrap_or(0));
+                let box_area = (bottom - top + 1) * (right - left + 1);
+                assert_eq!(painted.len(), box_area, "one solid rectangle");
+                let share = box_area as f64 / (side * side) as f64;
+                assert!((0.015..0.27).contains(&share), "{share} of the crop");
+                let aspect = (bottom - top + 1) as f64 / (right - left + 1) as f64;
+                assert!((0.3..3.4).contains(&aspect), "aspect {aspect}");
+            }
+            let outside = erased.iter().zip(&crop).filter(|(e, c)| e != c).count();
+            assert!(outside > 0);
+        }
+    }
+
+    #[test]
     fn drop_rates_are_checked_before_any_image_is_read() {
         let mut config = TrainConfig::new(PathBuf::from("/nonexistent/manifest.csv"));
         assert!(check_config(&config).is_ok());
@@ -1379,6 +1452,12 @@ mod tests {
         assert!(refused.to_string().contains("Lite0 only"), "{refused}");
         config.regularisation = Regularisation::default();
         assert!(check_config(&config).is_ok());
+        config.erase = 1.5;
+        let refused = check_config(&config).expect_err("erase chance");
+        assert!(
+            refused.to_string().contains("erase chance 1.5"),
+            "{refused}"
+        );
     }
 
     #[test]
