@@ -81,6 +81,10 @@ pub struct TrainArgs {
     /// mean colour (random erasing), so that no single region decides.
     #[arg(long, value_name = "P", default_value_t = 0.0)]
     erase: f64,
+    /// Weigh SOURCE's faces W times as much as the other sources of their class when the
+    /// classifier draws its training faces (repeatable; the class keeps its half).
+    #[arg(long = "source-weight", value_name = "SOURCE=W", value_parser = parse_source_weight)]
+    source_weights: Vec<(String, f64)>,
     /// Faces drawn per epoch.
     #[arg(long, default_value_t = 4096)]
     samples_per_epoch: usize,
@@ -194,6 +198,17 @@ fn write_model(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `SOURCE=W` of `--source-weight`.
+fn parse_source_weight(text: &str) -> Result<(String, f64), String> {
+    let (source, weight) = text
+        .rsplit_once('=')
+        .ok_or_else(|| format!("{text:?} is not SOURCE=W"))?;
+    let weight: f64 = weight
+        .parse()
+        .map_err(|e| format!("weight {weight:?} of {source}: {e}"))?;
+    Ok((source.to_owned(), weight))
+}
+
 pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     keep_freed_memory_for_reuse();
@@ -220,6 +235,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     );
     config.focal_gamma = args.focal_gamma;
     config.erase = args.erase;
+    config.source_weights = args.source_weights.into_iter().collect();
     // Checked by `train` with the backbone, before any image is read.
     config.regularisation = Regularisation {
         drop_path: args.drop_path,

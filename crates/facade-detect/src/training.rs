@@ -120,6 +120,9 @@ pub struct TrainConfig {
     pub regularisation: Regularisation,
     /// Chance that a training crop has a random rectangle erased (0 by default).
     pub erase: f64,
+    /// A source's share of its class in the classifier's sampling, relative to the others
+    /// (1 for every source not named).
+    pub source_weights: BTreeMap<String, f64>,
     /// Sources left out of training entirely.
     pub holdout_sources: Vec<String>,
     /// Use at most this many images of each source (quick runs and tests).
@@ -162,6 +165,7 @@ impl TrainConfig {
             focal_gamma: DEFAULT_FOCAL_GAMMA,
             regularisation: Regularisation::default(),
             erase: 0.0,
+            source_weights: BTreeMap::new(),
             holdout_sources: Vec::new(),
             max_per_source: None,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -219,6 +223,15 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
     let started = Instant::now();
     check_config(config)?;
     let entries = select_entries(read_manifest(&config.manifest)?, config);
+    if let Some(missing) = config
+        .source_weights
+        .keys()
+        .find(|name| !entries.iter().any(|e| &e.source == *name))
+    {
+        return Err(TrainError::Config(format!(
+            "--source-weight names {missing}, which no training image of the manifest comes from"
+        )));
+    }
     log(&format!(
         "{} images selected from {}",
         entries.len(),
@@ -368,6 +381,7 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
             "drop_path": config.regularisation.drop_path,
             "dropout": config.regularisation.dropout,
             "erase": config.erase,
+            "source_weights": config.source_weights,
             "holdout_sources": config.holdout_sources,
             "max_per_source": config.max_per_source,
             "split": "sha256 of the file: first 8 hex digits mod 20: 0-9 train, 10-12 calibration, 13-19 test",
@@ -748,6 +762,15 @@ fn check_config(config: &TrainConfig) -> Result<(), TrainError> {
             ZOOMS.end()
         )));
     }
+    if let Some((name, w)) = config
+        .source_weights
+        .iter()
+        .find(|(_, w)| !(0.01..=100.0).contains(*w))
+    {
+        return Err(TrainError::Config(format!(
+            "source weight {w} for {name} is not from 0.01 to 100"
+        )));
+    }
     if !(0.0..=1.0).contains(&config.erase) {
         return Err(TrainError::Config(format!(
             "erase chance {} is not from 0 to 1",
@@ -995,8 +1018,23 @@ fn erase_random_rectangle(crop: &mut [u8], side: usize, p: f64, rng: &mut ChaCha
 /// classifier is to learn what each kind of real photograph looks like, so the 25 aligned FFHQ
 /// photographs must count as much as the 1,500 UTKFace crops; weighing sources by size let it
 /// learn "not a tight 200 px crop" instead of "a real face".
-fn sample_weights(observations: &[&Observation]) -> Vec<f64> {
-    source_weights(observations, |_| 1.0)
+///
+/// `extra` multiplies a named source's share of its class (hard negatives: the FFHQ
+/// photographs StyleGAN2 learned to imitate, say), the class keeping its half.
+fn sample_weights(observations: &[&Observation], extra: &BTreeMap<String, f64>) -> Vec<f64> {
+    let mut weights = source_weights(observations, |_| 1.0);
+    if extra.is_empty() {
+        return weights;
+    }
+    let mut class_mass = [0.0f64; 2];
+    for (w, o) in weights.iter_mut().zip(observations) {
+        *w *= extra.get(&o.source).copied().unwrap_or(1.0);
+        class_mass[usize::from(o.fake)] += *w;
+    }
+    for (w, o) in weights.iter_mut().zip(observations) {
+        *w *= 0.5 / class_mass[usize::from(o.fake)];
+    }
+    weights
 }
 
 /// The fusion's weights: classes equal; within a class, a source weighs as √(its size). The
@@ -1088,7 +1126,7 @@ fn train_classifier(
             ..Default::default()
         },
     )?;
-    let sampler = WeightedIndex::new(sample_weights(train))
+    let sampler = WeightedIndex::new(sample_weights(train, &config.source_weights))
         .map_err(|e| TrainError::NotEnoughData(e.to_string()))?;
     let batches = (config.samples_per_epoch / BATCH).max(1);
     let mut last_loss = f32::NAN;
@@ -1458,6 +1496,10 @@ mod tests {
             refused.to_string().contains("erase chance 1.5"),
             "{refused}"
         );
+        config.erase = 0.0;
+        config.source_weights.insert("ffhq".into(), 0.0);
+        let refused = check_config(&config).expect_err("source weight");
+        assert!(refused.to_string().contains("for ffhq"), "{refused}");
     }
 
     #[test]
@@ -1471,7 +1513,7 @@ mod tests {
         let refs: Vec<&Observation> = obs.iter().collect();
         let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
 
-        let equal = mass_per_source(&obs, &sample_weights(&refs));
+        let equal = mass_per_source(&obs, &sample_weights(&refs, &BTreeMap::new()));
         assert!(
             close(equal["utk"], 0.25) && close(equal["ffhq"], 0.25),
             "{equal:?}"
@@ -1479,6 +1521,17 @@ mod tests {
         assert!(
             close(equal["sg"], 0.25) && close(equal["sd"], 0.25),
             "{equal:?}"
+        );
+
+        let harder = BTreeMap::from([("ffhq".to_owned(), 3.0)]);
+        let weighted = mass_per_source(&obs, &sample_weights(&refs, &harder));
+        assert!(
+            close(weighted["ffhq"], 0.375) && close(weighted["utk"], 0.125),
+            "{weighted:?}"
+        );
+        assert!(
+            close(weighted["sg"], 0.25) && close(weighted["sd"], 0.25),
+            "{weighted:?}"
         );
 
         let root = mass_per_source(&obs, &fusion_weights(&refs));
