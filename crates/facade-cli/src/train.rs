@@ -234,9 +234,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         args.focal_gamma
     );
     config.focal_gamma = args.focal_gamma;
+    // These three are checked by `train` (with the backbone, and the sources against the
+    // manifest) before any face is found.
     config.erase = args.erase;
     config.source_weights = args.source_weights.into_iter().collect();
-    // Checked by `train` with the backbone, before any image is read.
     config.regularisation = Regularisation {
         drop_path: args.drop_path,
         dropout: args.dropout,

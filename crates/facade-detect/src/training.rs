@@ -223,15 +223,7 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
     let started = Instant::now();
     check_config(config)?;
     let entries = select_entries(read_manifest(&config.manifest)?, config);
-    if let Some(missing) = config
-        .source_weights
-        .keys()
-        .find(|name| !entries.iter().any(|e| &e.source == *name))
-    {
-        return Err(TrainError::Config(format!(
-            "--source-weight names {missing}, which no training image of the manifest comes from"
-        )));
-    }
+    check_weighted_sources(&entries, config)?;
     log(&format!(
         "{} images selected from {}",
         entries.len(),
@@ -802,6 +794,21 @@ fn check_config(config: &TrainConfig) -> Result<(), TrainError> {
     }
 }
 
+/// Every source `--source-weight` names must be among the selected entries (a misspelt or
+/// held-out name would otherwise weigh nothing, silently).
+fn check_weighted_sources(entries: &[Entry], config: &TrainConfig) -> Result<(), TrainError> {
+    match config
+        .source_weights
+        .keys()
+        .find(|name| !entries.iter().any(|e| &e.source == *name))
+    {
+        Some(missing) => Err(TrainError::Config(format!(
+            "--source-weight names {missing}, which no training image of the manifest comes from"
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn select_entries(entries: Vec<Entry>, config: &TrainConfig) -> Vec<Entry> {
     let mut per_source: HashMap<String, usize> = HashMap::new();
     entries
@@ -1022,19 +1029,9 @@ fn erase_random_rectangle(crop: &mut [u8], side: usize, p: f64, rng: &mut ChaCha
 /// `extra` multiplies a named source's share of its class (hard negatives: the FFHQ
 /// photographs StyleGAN2 learned to imitate, say), the class keeping its half.
 fn sample_weights(observations: &[&Observation], extra: &BTreeMap<String, f64>) -> Vec<f64> {
-    let mut weights = source_weights(observations, |_| 1.0);
-    if extra.is_empty() {
-        return weights;
-    }
-    let mut class_mass = [0.0f64; 2];
-    for (w, o) in weights.iter_mut().zip(observations) {
-        *w *= extra.get(&o.source).copied().unwrap_or(1.0);
-        class_mass[usize::from(o.fake)] += *w;
-    }
-    for (w, o) in weights.iter_mut().zip(observations) {
-        *w *= 0.5 / class_mass[usize::from(o.fake)];
-    }
-    weights
+    source_weights(observations, |source, _| {
+        extra.get(source).copied().unwrap_or(1.0)
+    })
 }
 
 /// The fusion's weights: classes equal; within a class, a source weighs as √(its size). The
@@ -1042,11 +1039,12 @@ fn sample_weights(observations: &[&Observation], extra: &BTreeMap<String, f64>) 
 /// FFHQ photographs like a whole source pulls that trust down so far that StyleGAN output
 /// (the faces of the takedowns) is missed a third more often (see README, "Measured").
 fn fusion_weights(observations: &[&Observation]) -> Vec<f64> {
-    source_weights(observations, f64::sqrt)
+    source_weights(observations, |_, n| n.sqrt())
 }
 
-/// Weights that give the classes equal mass and a source `weight(its size)` of its class.
-fn source_weights(observations: &[&Observation], weight: fn(f64) -> f64) -> Vec<f64> {
+/// Weights that give the classes equal mass and a source `weight(its name, its size)` of its
+/// class.
+fn source_weights(observations: &[&Observation], weight: impl Fn(&str, f64) -> f64) -> Vec<f64> {
     // Ordered, so that the sums below add up in the same order on every run.
     let mut per_source: BTreeMap<(&str, bool), f64> = BTreeMap::new();
     for o in observations {
@@ -1056,7 +1054,7 @@ fn source_weights(observations: &[&Observation], weight: fn(f64) -> f64) -> Vec<
         per_source
             .iter()
             .filter(|((_, f), _)| *f == fake)
-            .map(|(_, &n)| weight(n))
+            .map(|(&(source, _), &n)| weight(source, n))
             .sum()
     };
     let (norm_fake, norm_real) = (class_norm(true), class_norm(false));
@@ -1065,8 +1063,8 @@ fn source_weights(observations: &[&Observation], weight: fn(f64) -> f64) -> Vec<
         .map(|o| {
             let n = per_source[&(o.source.as_str(), o.fake)];
             let norm = if o.fake { norm_fake } else { norm_real };
-            // Each of the source's n observations gets weight(n)/n of its class's share.
-            0.5 * weight(n) / (n * norm)
+            // Each of the source's n observations gets weight/n of its class's share.
+            0.5 * weight(&o.source, n) / (n * norm)
         })
         .collect()
 }
