@@ -7,13 +7,27 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use facade_detect::lite0::Regularisation;
+use facade_detect::lite::{Regularisation, Variant};
 use facade_detect::training::{add_coarse_branch, add_mirror_cascade, train, TrainConfig, Trained};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum Backbone {
     Lite0,
+    Lite1,
+    Lite2,
     Small,
+}
+
+impl Backbone {
+    /// The EfficientNet-Lite this names, if it names one.
+    fn lite(self) -> Option<Variant> {
+        match self {
+            Backbone::Lite0 => Some(Variant::Lite0),
+            Backbone::Lite1 => Some(Variant::Lite1),
+            Backbone::Lite2 => Some(Variant::Lite2),
+            Backbone::Small => None,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -36,16 +50,17 @@ pub struct TrainArgs {
           value_parser = clap::value_parser!(u16)
               .range(1..=facade_detect::classifier::MAX_MEMBERS as i64))]
     classifiers: u16,
-    /// The classifiers' network: EfficientNet-Lite0 fine-tuned from ImageNet weights, or the
+    /// The classifiers' network: EfficientNet-Lite0 (or the larger Lite1, Lite2) fine-tuned
+    /// from ImageNet weights, or the
     /// small network of earlier models trained from scratch.
     #[arg(long, value_enum, default_value_t = Backbone::Lite0)]
     backbone: Backbone,
-    /// Lite0 only: the side the face crop is resized to before the network.
-    #[arg(long, value_name = "N", default_value_t = facade_detect::training::DEFAULT_LITE0_INPUT_SIDE as u16,
+    /// Lite only: the side the face crop is resized to before the network.
+    #[arg(long, value_name = "N", default_value_t = facade_detect::training::DEFAULT_LITE_INPUT_SIDE as u16,
           value_parser = clap::value_parser!(u16).range(
-              facade_detect::lite0::MIN_INPUT_SIDE as i64..=facade_detect::lite0::MAX_INPUT_SIDE as i64))]
+              facade_detect::lite::MIN_INPUT_SIDE as i64..=facade_detect::lite::MAX_INPUT_SIDE as i64))]
     input_side: u16,
-    /// Side of the aligned face crop, in pixels [default: 128 for Lite0; the small network reads
+    /// Side of the aligned face crop, in pixels [default: 128 for a Lite; the small network reads
     /// 64 only]. Larger crops keep the finer detail of large pictures.
     #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u16).range(
@@ -55,8 +70,8 @@ pub struct TrainArgs {
     /// the inner face; 0.75 about the whole StyleGAN frame, hair, ears and background included.
     #[arg(long, value_name = "Z", default_value_t = facade_detect::align::ZOOM)]
     crop_zoom: f32,
-    /// Lite0 only: the ImageNet weights it starts from [default: what
-    /// scripts/convert_lite0_weights.py writes, target/pretrained/efficientnet-lite0.safetensors].
+    /// Lite only: the ImageNet weights it starts from [default: what
+    /// scripts/convert_lite_weights.py writes, target/pretrained/efficientnet-liteN.safetensors].
     #[arg(long, value_name = "FILE")]
     pretrained: Option<PathBuf>,
     /// Small network only: every convolution N times as wide as the 75-thousand-weight network
@@ -69,11 +84,11 @@ pub struct TrainArgs {
     /// confidence weigh (1 - p)^G of their loss (0: plain cross-entropy).
     #[arg(long, value_name = "G", default_value_t = facade_detect::training::DEFAULT_FOCAL_GAMMA)]
     focal_gamma: f64,
-    /// Lite0 only: stochastic depth while training, the chance that a sample skips the last
+    /// Lite only: stochastic depth while training, the chance that a sample skips the last
     /// residual block (earlier blocks in proportion to their depth; EfficientNet used 0.2).
     #[arg(long, value_name = "P", default_value_t = 0.0)]
     drop_path: f32,
-    /// Lite0 only: dropout of the pooled features before the output layer while training
+    /// Lite only: dropout of the pooled features before the output layer while training
     /// (EfficientNet-Lite0 used 0.2).
     #[arg(long, value_name = "P", default_value_t = 0.0)]
     dropout: f32,
@@ -217,14 +232,14 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     config.epochs = args.epochs;
     config.classifiers = usize::from(args.classifiers);
     config.classifier_width = usize::from(args.classifier_width);
-    config.lite0_input_side = match args.backbone {
-        Backbone::Lite0 => Some(usize::from(args.input_side)),
-        Backbone::Small => None,
-    };
+    config.lite_input_side = args.backbone.lite().map(|_| usize::from(args.input_side));
+    if let Some(variant) = args.backbone.lite() {
+        config.lite_variant = variant;
+    }
     config.crop_side = match (args.crop_side, args.backbone) {
         (Some(side), _) => usize::from(side),
-        (None, Backbone::Lite0) => facade_detect::training::DEFAULT_CROP_SIDE,
         (None, Backbone::Small) => facade_detect::align::CROP_SIDE,
+        (None, _) => facade_detect::training::DEFAULT_CROP_SIDE,
     };
     // Checked by `train` with the crop side, before any image is read.
     config.crop_zoom = args.crop_zoom;
@@ -243,7 +258,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         dropout: args.dropout,
     };
     if let Some(pretrained) = args.pretrained {
-        config.pretrained = pretrained;
+        config.pretrained = Some(pretrained);
     }
     config.samples_per_epoch = args.samples_per_epoch;
     config.variants = args.variants;

@@ -8,7 +8,8 @@
 //! default); `FACADE_LITE0_SIDE=S` times EfficientNet-Lite0 on S px crops read at S px (as
 //! `facade train`'s defaults do), and its forward pass alone (what a scan pays per view);
 //! `FACADE_LITE0_FORWARD_BATCH=N` times that forward pass on batches of N crops instead (a scan
-//! runs a batch of two: a face and its mirror image), the fastest of five rounds.
+//! runs a batch of two: a face and its mirror image), the fastest of five rounds;
+//! `FACADE_LITE_VARIANT=lite1` (or `lite2`) times that variant instead of Lite0.
 
 use std::time::Instant;
 
@@ -16,7 +17,7 @@ use candle_core::{DType, Device};
 use candle_nn::{VarBuilder, VarMap};
 use facade_detect::align::CROP_SIDE;
 use facade_detect::classifier::{crops_to_tensor, FaceClassifier};
-use facade_detect::lite0::Lite0;
+use facade_detect::lite::{Lite, Variant};
 
 const BATCH: usize = 64;
 
@@ -33,7 +34,11 @@ fn main() -> candle_core::Result<()> {
         .ok()
         .and_then(|s| s.parse().ok())
     {
-        return lite0(side);
+        let variant = std::env::var("FACADE_LITE_VARIANT")
+            .ok()
+            .and_then(|name| Variant::named(&name))
+            .unwrap_or(Variant::Lite0);
+        return lite(variant, side);
     }
     let map = VarMap::new();
     let net = FaceClassifier::new(
@@ -57,12 +62,14 @@ fn main() -> candle_core::Result<()> {
     Ok(())
 }
 
-fn lite0(side: usize) -> candle_core::Result<()> {
+fn lite(variant: Variant, side: usize) -> candle_core::Result<()> {
     let map = VarMap::new();
-    let net = Lite0::new(
+    let net = Lite::new(
         VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu).pp("classifier"),
+        variant,
         side,
     )?;
+    let name = variant.name();
     let crop: Vec<u8> = (0..3 * side * side).map(|i| (i * 7 % 251) as u8).collect();
     let crops: Vec<&[u8]> = (0..BATCH).map(|_| crop.as_slice()).collect();
     let forward_batch: Option<usize> = std::env::var("FACADE_LITE0_FORWARD_BATCH")
@@ -75,7 +82,7 @@ fn lite0(side: usize) -> candle_core::Result<()> {
             net.forward(&x)?.sqr()?.mean_all()?.backward()?;
         }
         let step = started.elapsed().as_secs_f64() * 1e3 / (STEPS * BATCH) as f64;
-        println!("lite0 at {side} px: training step {step:.2} ms per face");
+        println!("{name} at {side} px: training step {step:.2} ms per face");
     }
     let crops = &crops[..forward_batch.unwrap_or(BATCH).clamp(1, BATCH)];
     let rounds = (2 * BATCH / crops.len()).max(1);
@@ -90,7 +97,7 @@ fn lite0(side: usize) -> candle_core::Result<()> {
         forward = forward.min(per_face);
     }
     println!(
-        "lite0 at {side} px: forward alone {forward:.2} ms per face (batches of {})",
+        "{name} at {side} px: forward alone {forward:.2} ms per face (batches of {})",
         crops.len()
     );
     Ok(())

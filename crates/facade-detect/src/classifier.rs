@@ -20,6 +20,7 @@ use candle_core::{CpuStorage, CustomOp1, Device, Layout, Module, Result, Shape, 
 use candle_nn::{conv2d, linear, Conv2d, Conv2dConfig, Linear, VarBuilder};
 
 use crate::align::{CROP_SIDE, CROP_SIDES};
+use crate::lite::Variant;
 
 /// Channels of the input and the four convolutions at width 1.
 pub const CHANNELS: [usize; 5] = [3, 16, 32, 64, 64];
@@ -101,31 +102,35 @@ impl FaceClassifier {
     }
 }
 
-/// Which network a classifier is: the small network above (trained from scratch) or
-/// EfficientNet-Lite0 ([`crate::lite0`], fine-tuned from ImageNet weights).
+/// Which network a classifier is: the small network above (trained from scratch) or an
+/// EfficientNet-Lite ([`crate::lite`], fine-tuned from ImageNet weights).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Architecture {
     Small { width: usize },
-    Lite0 { input_side: usize },
+    Lite { variant: Variant, input_side: usize },
 }
 
 impl Architecture {
-    /// The record's words for it: `("small", width)` or `("lite0", input side)`.
+    /// The record's words for it: `("small", width)` or (`"lite0"`, `"lite1"` or `"lite2"`,
+    /// input side).
     pub fn describe(&self) -> (&'static str, usize) {
         match *self {
             Architecture::Small { width } => ("small", width),
-            Architecture::Lite0 { input_side } => ("lite0", input_side),
+            Architecture::Lite {
+                variant,
+                input_side,
+            } => (variant.name(), input_side),
         }
     }
 
     /// Whether this network can be trained on and read crops of `side` pixels. The weights fit
     /// any crop size (the networks pool globally), so this is the one place that says which
-    /// sides are meant: 64 for the small network, any of [`CROP_SIDES`] for Lite0 (resized to
+    /// sides are meant: 64 for the small network, any of [`CROP_SIDES`] for a Lite (resized to
     /// its input side).
     pub fn reads_crop_side(&self, side: usize) -> bool {
         match self {
             Architecture::Small { .. } => side == CROP_SIDE,
-            Architecture::Lite0 { .. } => CROP_SIDES.contains(&side),
+            Architecture::Lite { .. } => CROP_SIDES.contains(&side),
         }
     }
 
@@ -133,7 +138,7 @@ impl Architecture {
     pub fn crop_sides_read(&self) -> String {
         match self {
             Architecture::Small { .. } => format!("{CROP_SIDE} px"),
-            Architecture::Lite0 { .. } => {
+            Architecture::Lite { .. } => {
                 format!("{}-{} px", CROP_SIDES.start(), CROP_SIDES.end())
             }
         }
@@ -144,16 +149,17 @@ impl Architecture {
 #[derive(Debug, Clone)]
 pub enum Network {
     Small(FaceClassifier),
-    Lite0(crate::lite0::Lite0),
+    Lite(crate::lite::Lite),
 }
 
 impl Network {
     pub fn new(vb: VarBuilder, architecture: Architecture) -> Result<Network> {
         Ok(match architecture {
             Architecture::Small { width } => Network::Small(FaceClassifier::new(vb, width)?),
-            Architecture::Lite0 { input_side } => {
-                Network::Lite0(crate::lite0::Lite0::new(vb, input_side)?)
-            }
+            Architecture::Lite {
+                variant,
+                input_side,
+            } => Network::Lite(crate::lite::Lite::new(vb, variant, input_side)?),
         })
     }
 
@@ -161,7 +167,7 @@ impl Network {
     pub fn input(&self, crops: &[&[u8]], mirror: &[bool], device: &Device) -> Result<Tensor> {
         match self {
             Network::Small(_) => crops_to_tensor(crops, mirror, device),
-            Network::Lite0(net) => net.input(crops, mirror, device),
+            Network::Lite(net) => net.input(crops, mirror, device),
         }
     }
 
@@ -169,21 +175,21 @@ impl Network {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Network::Small(net) => net.forward(x),
-            Network::Lite0(net) => net.forward(x),
+            Network::Lite(net) => net.forward(x),
         }
     }
 
-    /// Training logits: Lite0 under `regularisation` (noise from `rng`); the small network
+    /// Training logits: a Lite under `regularisation` (noise from `rng`); the small network
     /// has none (training refuses a rate for it).
     pub fn forward_training(
         &self,
         x: &Tensor,
-        regularisation: crate::lite0::Regularisation,
+        regularisation: crate::lite::Regularisation,
         rng: &mut impl rand::Rng,
     ) -> Result<Tensor> {
         match self {
             Network::Small(net) => net.forward(x),
-            Network::Lite0(net) => net.forward_regularised(x, regularisation, rng),
+            Network::Lite(net) => net.forward_regularised(x, regularisation, rng),
         }
     }
 

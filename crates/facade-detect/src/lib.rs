@@ -10,8 +10,8 @@
 //! - [`embedding`]: how badly a linear embedding learned from synthetic images only
 //!   reconstructs the frame (after Mundra et al. 2023);
 //! - [`classifier`]: convolutional networks on the landmark-aligned face crop ([`align`]),
-//!   which cannot see image size or framing: EfficientNet-Lite0 fine-tuned from ImageNet
-//!   weights ([`lite0`]), or the small network trained from scratch of earlier models, averaged
+//!   which cannot see image size or framing: EfficientNet-Lite (0, 1 or 2) fine-tuned from ImageNet
+//!   weights ([`lite`]), or the small network trained from scratch of earlier models, averaged
 //!   over an ensemble when a model holds several. A model may hold a second, coarse branch:
 //!   the same kind of network on a smaller crop of the same face, whose logit is a detector
 //!   of its own (`facade fuse`, [`training::add_coarse_branch`]).
@@ -35,7 +35,7 @@ pub mod evaluation;
 pub mod fusion;
 pub mod geometry;
 pub mod judge;
-pub mod lite0;
+pub mod lite;
 pub mod metrics;
 pub mod model;
 pub mod record;

@@ -26,7 +26,7 @@ use crate::classifier::{Architecture, ClassifierEnsemble, ViewSums, MAX_MEMBERS,
 use crate::embedding::{frame_thumbnail, FrameEmbedding, COMPONENTS, FRAME_SIDE};
 use crate::fusion::{threshold_for_fpr, Contribution, Fusion, Raw};
 use crate::geometry::{normalized_landmarks, GeometryModel};
-use crate::lite0;
+use crate::lite;
 
 pub const WEIGHTS_FILE: &str = "detectors.safetensors";
 pub const PARAMETERS_FILE: &str = "detectors.json";
@@ -441,33 +441,39 @@ impl Detectors {
     }
 }
 
-/// The classifiers' network as the model's record names it: `classifier_backbone` "lite0"
-/// with `lite0_input_side`, or (absent or "small") the small network at `classifier_width`;
-/// models from before widths were chosen have width 1 and do not record it.
+/// The classifiers' network as the model's record names it: `classifier_backbone` "lite0",
+/// "lite1" or "lite2" with its input side (`lite_input_side`; models before Lite1 wrote
+/// `lite0_input_side`), or (absent or "small") the small network at `classifier_width`; models
+/// from before widths were chosen have width 1 and do not record it.
 fn classifier_architecture(record: &serde_json::Value) -> Result<Architecture, ModelError> {
-    match record.get("classifier_backbone").and_then(|v| v.as_str()) {
-        None | Some("small") => Ok(Architecture::Small {
-            width: recorded_size(record, "classifier_width", MAX_WIDTH)?,
-        }),
-        Some("lite0") => {
-            let side = record
-                .get("lite0_input_side")
-                .and_then(|v| v.as_u64())
-                .and_then(|n| usize::try_from(n).ok())
-                .filter(|n| (lite0::MIN_INPUT_SIDE..=lite0::MAX_INPUT_SIDE).contains(n));
-            side.map(|input_side| Architecture::Lite0 { input_side })
-                .ok_or_else(|| {
-                    ModelError::Inconsistent(format!(
-                        "lite0_input_side must be {} to {}",
-                        lite0::MIN_INPUT_SIDE,
-                        lite0::MAX_INPUT_SIDE
-                    ))
-                })
-        }
-        Some(other) => Err(ModelError::Inconsistent(format!(
-            "unknown classifier_backbone {other:?} (this build knows \"small\" and \"lite0\")"
-        ))),
-    }
+    let name = record.get("classifier_backbone").and_then(|v| v.as_str());
+    let Some(variant) = name.and_then(lite::Variant::named) else {
+        return match name {
+            None | Some("small") => Ok(Architecture::Small {
+                width: recorded_size(record, "classifier_width", MAX_WIDTH)?,
+            }),
+            Some(other) => Err(ModelError::Inconsistent(format!(
+                "unknown classifier_backbone {other:?} (this build knows \"small\", \"lite0\", \
+                 \"lite1\" and \"lite2\")"
+            ))),
+        };
+    };
+    ["lite_input_side", "lite0_input_side"]
+        .iter()
+        .find_map(|key| record.get(*key).and_then(|v| v.as_u64()))
+        .and_then(|n| usize::try_from(n).ok())
+        .filter(|n| (lite::MIN_INPUT_SIDE..=lite::MAX_INPUT_SIDE).contains(n))
+        .map(|input_side| Architecture::Lite {
+            variant,
+            input_side,
+        })
+        .ok_or_else(|| {
+            ModelError::Inconsistent(format!(
+                "lite_input_side must be {} to {}",
+                lite::MIN_INPUT_SIDE,
+                lite::MAX_INPUT_SIDE
+            ))
+        })
 }
 
 /// The side of the crops the classifier was trained on. A model read at another side would

@@ -40,8 +40,9 @@ use crate::dataset::{fold_of, read_manifest, sha256_hex, DatasetError, Degradati
 use crate::embedding::{frame_thumbnail, FrameEmbedding};
 use crate::fusion::{threshold_for_fpr, Fusion, Raw};
 use crate::geometry::{normalized_landmarks, GeometryModel};
-use crate::lite0::{
-    load_pretrained, Regularisation, HOW_TO_GET_PRETRAINED, MAX_DROP_RATE, MEAN_BYTES,
+use crate::lite::{
+    default_pretrained_path, how_to_get_pretrained, load_pretrained, Regularisation, Variant,
+    MAX_DROP_RATE, MEAN_BYTES,
 };
 use crate::metrics::roc_auc;
 use crate::model::{Detectors, ModelError, Parameters, COARSE_PREFIX, WEIGHTS_FILE};
@@ -74,7 +75,7 @@ pub const DEFAULT_CLASSIFIERS: usize = 1;
 /// The side Lite0 reads the crop at: the crop itself ([`DEFAULT_CROP_SIDE`]). Against 64 px,
 /// 96 px costs 2.9x per training step and 2.2x per scanned face, 128 px 5.3x and 3.7x
 /// (`cargo bench -p facade-detect --bench classifier_step` with `FACADE_LITE0_SIDE`).
-pub const DEFAULT_LITE0_INPUT_SIDE: usize = 128;
+pub const DEFAULT_LITE_INPUT_SIDE: usize = 128;
 
 /// The focal-loss exponent of the classifier's training (see [`focal_loss`]).
 pub const DEFAULT_FOCAL_GAMMA: f64 = 0.0;
@@ -101,16 +102,19 @@ pub struct TrainConfig {
     /// Width of each classifier (1 to [`crate::classifier::MAX_WIDTH`]) when the small
     /// network is trained.
     pub classifier_width: usize,
-    /// Fine-tune EfficientNet-Lite0 on crops resized to this side instead of training the
+    /// Fine-tune an EfficientNet-Lite on crops resized to this side instead of training the
     /// small network (`None`).
-    pub lite0_input_side: Option<usize>,
+    pub lite_input_side: Option<usize>,
+    /// Which EfficientNet-Lite (Lite0 by default).
+    pub lite_variant: Variant,
     /// Side of the aligned face crops (the small network reads [`crate::align::CROP_SIDE`]
     /// only; Lite0 any side in [`crate::align::CROP_SIDES`], resized to its input side).
     pub crop_side: usize,
     /// How close the crops are taken ([`CropFrame::zoom`]; default the inner face).
     pub crop_zoom: f32,
-    /// The ImageNet weights Lite0 starts from (`scripts/convert_lite0_weights.py`).
-    pub pretrained: PathBuf,
+    /// The ImageNet weights the Lite starts from (`scripts/convert_lite_weights.py`; `None`:
+    /// where that script writes them, [`default_pretrained_path`]).
+    pub pretrained: Option<PathBuf>,
     pub samples_per_epoch: usize,
     /// Degraded copies of each training image (calibration images get one).
     pub variants: usize,
@@ -133,12 +137,22 @@ pub struct TrainConfig {
 impl TrainConfig {
     /// The classifiers' network this configuration trains.
     pub fn architecture(&self) -> Architecture {
-        match self.lite0_input_side {
-            Some(input_side) => Architecture::Lite0 { input_side },
+        match self.lite_input_side {
+            Some(input_side) => Architecture::Lite {
+                variant: self.lite_variant,
+                input_side,
+            },
             None => Architecture::Small {
                 width: self.classifier_width,
             },
         }
+    }
+
+    /// The ImageNet weights file the Lite starts from.
+    pub fn pretrained_path(&self) -> PathBuf {
+        self.pretrained
+            .clone()
+            .unwrap_or_else(|| default_pretrained_path(self.lite_variant))
     }
 
     /// The aligned crop the classifiers are trained on.
@@ -156,10 +170,11 @@ impl TrainConfig {
             epochs: DEFAULT_EPOCHS,
             classifiers: DEFAULT_CLASSIFIERS,
             classifier_width: DEFAULT_CLASSIFIER_WIDTH,
-            lite0_input_side: Some(DEFAULT_LITE0_INPUT_SIDE),
+            lite_input_side: Some(DEFAULT_LITE_INPUT_SIDE),
+            lite_variant: Variant::Lite0,
             crop_side: DEFAULT_CROP_SIDE,
             crop_zoom: crate::align::ZOOM,
-            pretrained: crate::lite0::default_pretrained_path(),
+            pretrained: None,
             samples_per_epoch: 4096,
             variants: 3,
             focal_gamma: DEFAULT_FOCAL_GAMMA,
@@ -363,8 +378,8 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
             "classifier_members": seeds.len(),
             "classifier_backbone": config.architecture().describe().0,
             "classifier_width": config.classifier_width,
-            "lite0_input_side": config.lite0_input_side,
-            "pretrained": config.lite0_input_side.map(|_| pretrained_record(&config.pretrained)),
+            "lite_input_side": config.lite_input_side,
+            "pretrained": config.lite_input_side.map(|_| pretrained_record(&config.pretrained_path())),
             "classifier_seeds": seeds,
             "classifier_calibration_auc_per_member": member_aucs,
             "samples_per_epoch": config.samples_per_epoch,
@@ -737,7 +752,7 @@ fn pretrained_record(path: &std::path::Path) -> serde_json::Value {
     json!({
         "file": path.file_name().map(|n| n.to_string_lossy().into_owned()),
         "sha256": std::fs::read(path).ok().map(|bytes| sha256_hex(&bytes)),
-        "made_by": "scripts/convert_lite0_weights.py",
+        "made_by": "scripts/convert_lite_weights.py",
     })
 }
 
@@ -776,10 +791,10 @@ fn check_config(config: &TrainConfig) -> Result<(), TrainError> {
         )));
     }
     if config.regularisation != Regularisation::default()
-        && !matches!(architecture, Architecture::Lite0 { .. })
+        && !matches!(architecture, Architecture::Lite { .. })
     {
         return Err(TrainError::Config(
-            "drop-path and dropout regularise Lite0 only, not the small network".into(),
+            "drop-path and dropout regularise a Lite only, not the small network".into(),
         ));
     }
     if architecture.reads_crop_side(config.crop_side) {
@@ -1102,17 +1117,18 @@ fn train_classifier(
     seeded_init(&varmap, &mut rng)?;
     let schedule = match classifier {
         Network::Small(_) => Schedule::SMALL,
-        Network::Lite0(_) => {
-            let set = load_pretrained(&varmap, &prefix, &config.pretrained).map_err(|e| {
+        Network::Lite(ref net) => {
+            let variant = net.variant();
+            let path = config.pretrained_path();
+            let set = load_pretrained(&varmap, &prefix, variant, &path).map_err(|e| {
                 TrainError::Detector(format!(
-                    "EfficientNet-Lite0's ImageNet weights ({}): {e}; {HOW_TO_GET_PRETRAINED}",
-                    config.pretrained.display()
+                    "EfficientNet-{}'s ImageNet weights ({}): {e}; {}",
+                    variant.name(),
+                    path.display(),
+                    how_to_get_pretrained(variant)
                 ))
             })?;
-            log(&format!(
-                "{set} tensors from {}",
-                config.pretrained.display()
-            ));
+            log(&format!("{set} tensors from {}", path.display()));
             Schedule::FINE_TUNE
         }
     };
@@ -1482,10 +1498,10 @@ mod tests {
             drop_path: 0.0,
             dropout: 0.2,
         };
-        config.lite0_input_side = None;
+        config.lite_input_side = None;
         config.crop_side = crate::align::CROP_SIDE;
         let refused = check_config(&config).expect_err("small network");
-        assert!(refused.to_string().contains("Lite0 only"), "{refused}");
+        assert!(refused.to_string().contains("a Lite only"), "{refused}");
         config.regularisation = Regularisation::default();
         assert!(check_config(&config).is_ok());
         config.erase = 1.5;

@@ -25,7 +25,7 @@ fn small_config() -> TrainConfig {
     config.variants = 1;
     config.threads = 2;
     // The small network, which needs no downloaded weights; Lite0 has its own test below.
-    config.lite0_input_side = None;
+    config.lite_input_side = None;
     config.crop_side = facade_detect::align::CROP_SIDE;
     config
 }
@@ -170,17 +170,18 @@ fn lite0_fine_tuning_is_deterministic_and_its_model_loads() {
     let Some(_faces) = facade_image::fixtures::shared_faces_or_skip(test) else {
         return;
     };
-    let pretrained = facade_detect::lite0::default_pretrained_path();
+    let lite0 = facade_detect::lite::Variant::Lite0;
+    let pretrained = facade_detect::lite::default_pretrained_path(lite0);
     if !pretrained.is_file() {
         facade_image::fixtures::skip_unless_ci(
             test,
             &format!("no ImageNet weights at {}", pretrained.display()),
-            facade_detect::lite0::HOW_TO_GET_PRETRAINED,
+            &facade_detect::lite::how_to_get_pretrained(lite0),
         );
         return;
     }
     let mut config = small_config();
-    config.lite0_input_side = Some(96);
+    config.lite_input_side = Some(96);
     config.crop_side = 96;
     // A wider crop than the default inner face: the model must record it and read it back.
     config.crop_zoom = 0.8;
@@ -208,7 +209,7 @@ fn lite0_fine_tuning_is_deterministic_and_its_model_loads() {
     let model = Detectors::load(dirs[0].path()).expect("load");
     let training = &model.parameters().training;
     assert_eq!(training["classifier_backbone"], "lite0");
-    assert_eq!(training["lite0_input_side"], 96);
+    assert_eq!(training["lite_input_side"], 96);
     assert_eq!(training["crop_side"], 96);
     let crop = model.main_branch().crop;
     assert_eq!((crop.side, crop.zoom), (96, 0.8));

