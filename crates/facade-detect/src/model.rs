@@ -669,4 +669,33 @@ mod tests {
             scored.score
         );
     }
+
+    /// A record names its network: Lite variants by name with their input side (the key
+    /// models before Lite1 wrote still read), the small network by default; an unknown name or
+    /// a side out of range is refused.
+    #[test]
+    fn the_record_names_the_classifiers_network() {
+        let read = |record: serde_json::Value| classifier_architecture(&record);
+        let lite = |variant, input_side| Architecture::Lite {
+            variant,
+            input_side,
+        };
+        let got = read(serde_json::json!({"classifier_backbone": "lite1", "lite_input_side": 64}));
+        assert_eq!(got.expect("lite1"), lite(lite::Variant::Lite1, 64));
+        let got =
+            read(serde_json::json!({"classifier_backbone": "lite0", "lite0_input_side": 128}));
+        assert_eq!(got.expect("older record"), lite(lite::Variant::Lite0, 128));
+        let got = read(serde_json::json!({"classifier_backbone": "lite2", "lite_input_side": 96}));
+        assert_eq!(got.expect("lite2"), lite(lite::Variant::Lite2, 96));
+        let got = read(serde_json::json!({}));
+        assert_eq!(got.expect("small"), Architecture::Small { width: 1 });
+        let refused =
+            read(serde_json::json!({"classifier_backbone": "lite3", "lite_input_side": 64}))
+                .expect_err("unknown");
+        assert!(refused.to_string().contains("lite3"), "{refused}");
+        let refused =
+            read(serde_json::json!({"classifier_backbone": "lite1", "lite_input_side": 1000}))
+                .expect_err("side");
+        assert!(refused.to_string().contains("lite_input_side"), "{refused}");
+    }
 }
