@@ -51,8 +51,7 @@ pub struct TrainArgs {
               .range(1..=facade_detect::classifier::MAX_MEMBERS as i64))]
     classifiers: u16,
     /// The classifiers' network: EfficientNet-Lite0 (or the larger Lite1, Lite2) fine-tuned
-    /// from ImageNet weights, or the
-    /// small network of earlier models trained from scratch.
+    /// from ImageNet weights, or the small network of earlier models trained from scratch.
     #[arg(long, value_enum, default_value_t = Backbone::Lite0)]
     backbone: Backbone,
     /// Lite only: the side the face crop is resized to before the network.
@@ -232,9 +231,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
     config.epochs = args.epochs;
     config.classifiers = usize::from(args.classifiers);
     config.classifier_width = usize::from(args.classifier_width);
-    config.lite_input_side = args.backbone.lite().map(|_| usize::from(args.input_side));
+    config.lite_input_side = None;
     if let Some(variant) = args.backbone.lite() {
         config.lite_variant = variant;
+        config.lite_input_side = Some(usize::from(args.input_side));
     }
     config.crop_side = match (args.crop_side, args.backbone) {
         (Some(side), _) => usize::from(side),

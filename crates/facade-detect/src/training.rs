@@ -108,7 +108,7 @@ pub struct TrainConfig {
     /// Which EfficientNet-Lite (Lite0 by default).
     pub lite_variant: Variant,
     /// Side of the aligned face crops (the small network reads [`crate::align::CROP_SIDE`]
-    /// only; Lite0 any side in [`crate::align::CROP_SIDES`], resized to its input side).
+    /// only; a Lite any side in [`crate::align::CROP_SIDES`], resized to its input side).
     pub crop_side: usize,
     /// How close the crops are taken ([`CropFrame::zoom`]; default the inner face).
     pub crop_zoom: f32,
@@ -120,7 +120,7 @@ pub struct TrainConfig {
     pub variants: usize,
     /// Focal-loss exponent of the classifier's training (0: plain cross-entropy).
     pub focal_gamma: f64,
-    /// Lite0's stochastic depth and dropout while it trains (none by default).
+    /// The Lite's stochastic depth and dropout while it trains (none by default).
     pub regularisation: Regularisation,
     /// Chance that a training crop has a random rectangle erased (0 by default).
     pub erase: f64,
@@ -757,7 +757,7 @@ fn pretrained_record(path: &std::path::Path) -> serde_json::Value {
 }
 
 /// The crop side must be one the configured network reads ([`Architecture::reads_crop_side`]),
-/// the zoom one a model may record ([`ZOOMS`]), and drop rates (Lite0 only) within
+/// the zoom one a model may record ([`ZOOMS`]), and drop rates (a Lite only) within
 /// [`MAX_DROP_RATE`].
 fn check_config(config: &TrainConfig) -> Result<(), TrainError> {
     let architecture = config.architecture();

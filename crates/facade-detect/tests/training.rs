@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use facade_detect::dataset::shared_faces_dir;
+use facade_detect::lite::Variant;
 use facade_detect::training::{add_mirror_cascade, train, TrainConfig};
 use facade_detect::Detectors;
 
@@ -166,32 +167,56 @@ fn held_out_sources_are_never_opened() {
 /// fine-tuned network is close to them, not to a fresh initialisation).
 #[test]
 fn lite0_fine_tuning_is_deterministic_and_its_model_loads() {
-    let test = "lite0_fine_tuning_is_deterministic_and_its_model_loads";
+    // A wider crop than the default inner face: the model must record it and read it back.
+    check_fine_tuning(
+        "lite0_fine_tuning_is_deterministic_and_its_model_loads",
+        Variant::Lite0,
+        (96, 0.8),
+        2,
+    );
+}
+
+/// The larger backbones the same way, once each: a model of either records its variant, loads
+/// back as it (21 blocks, Lite2's wider stages) and started from that variant's weights.
+#[test]
+fn lite1_and_lite2_fine_tune_and_their_models_load() {
+    for variant in [Variant::Lite1, Variant::Lite2] {
+        check_fine_tuning(
+            "lite1_and_lite2_fine_tune_and_their_models_load",
+            variant,
+            (64, facade_detect::align::ZOOM),
+            1,
+        );
+    }
+}
+
+/// Fine-tunes `variant` for one short pass on `(side, zoom)` crops, `runs` times from the same
+/// seed, and checks that the runs wrote the same weights, that the model records and loads the
+/// network and crop, and that it started from the variant's ImageNet weights.
+fn check_fine_tuning(test: &str, variant: Variant, (side, zoom): (usize, f32), runs: usize) {
     let Some(_faces) = facade_image::fixtures::shared_faces_or_skip(test) else {
         return;
     };
-    let lite0 = facade_detect::lite::Variant::Lite0;
-    let pretrained = facade_detect::lite::default_pretrained_path(lite0);
+    let pretrained = facade_detect::lite::default_pretrained_path(variant);
     if !pretrained.is_file() {
         facade_image::fixtures::skip_unless_ci(
             test,
             &format!("no ImageNet weights at {}", pretrained.display()),
-            &facade_detect::lite::how_to_get_pretrained(lite0),
+            &facade_detect::lite::how_to_get_pretrained(variant),
         );
         return;
     }
     let mut config = small_config();
-    config.lite_input_side = Some(96);
-    config.crop_side = 96;
-    // A wider crop than the default inner face: the model must record it and read it back.
-    config.crop_zoom = 0.8;
+    config.lite_input_side = Some(side);
+    config.lite_variant = variant;
+    config.crop_side = side;
+    config.crop_zoom = zoom;
     config.classifiers = 1;
     config.epochs = 1;
     config.samples_per_epoch = 128;
-    let dirs = [
-        tempfile::tempdir().expect("dir"),
-        tempfile::tempdir().expect("dir"),
-    ];
+    let dirs: Vec<tempfile::TempDir> = (0..runs)
+        .map(|_| tempfile::tempdir().expect("dir"))
+        .collect();
     for dir in &dirs {
         let trained = train(&config, &|_| {}).expect("train");
         trained
@@ -203,21 +228,29 @@ fn lite0_fine_tuning_is_deterministic_and_its_model_loads() {
         std::fs::read(dir.path().join("detectors.safetensors")).expect("read")
     };
     assert!(
-        weights(&dirs[0]) == weights(&dirs[1]),
-        "Lite0 weights differ between two runs with the same seed"
+        dirs.iter().all(|dir| weights(dir) == weights(&dirs[0])),
+        "{variant:?} weights differ between two runs with the same seed"
     );
     let model = Detectors::load(dirs[0].path()).expect("load");
     let training = &model.parameters().training;
-    assert_eq!(training["classifier_backbone"], "lite0");
-    assert_eq!(training["lite_input_side"], 96);
-    assert_eq!(training["crop_side"], 96);
+    let name = variant.name();
+    assert_eq!(training["classifier_backbone"], name);
+    assert_eq!(training["lite_input_side"], side);
+    assert_eq!(training["crop_side"], side);
     let crop = model.main_branch().crop;
-    assert_eq!((crop.side, crop.zoom), (96, 0.8));
+    assert_eq!((crop.side, crop.zoom), (side, zoom));
     assert_eq!(
         training["pretrained"]["file"],
-        "efficientnet-lite0.safetensors"
+        format!("efficientnet-{name}.safetensors")
     );
     assert_eq!(model.classifier_members(), 1);
+    assert!(
+        matches!(
+            model.main_branch().classifier.members(),
+            [facade_detect::classifier::Network::Lite(net)] if net.variant() == variant
+        ),
+        "{variant:?}: the model loads another network"
+    );
 
     // One epoch of 128 faces at a small learning rate moves the stem only a little from
     // ImageNet's weights.
@@ -228,11 +261,11 @@ fn lite0_fine_tuning_is_deterministic_and_its_model_loads() {
     .expect("tuned");
     let start =
         candle_core::safetensors::load(&pretrained, &candle_core::Device::Cpu).expect("start");
-    let a: Vec<f32> = tuned["classifier.lite0.stem.weight"]
+    let a: Vec<f32> = tuned[&format!("classifier.{name}.stem.weight")]
         .flatten_all()
         .and_then(|t| t.to_vec1())
         .expect("tuned stem");
-    let b: Vec<f32> = start["lite0.stem.weight"]
+    let b: Vec<f32> = start[&format!("{name}.stem.weight")]
         .flatten_all()
         .and_then(|t| t.to_vec1())
         .expect("pretrained stem");
@@ -244,6 +277,6 @@ fn lite0_fine_tuning_is_deterministic_and_its_model_loads() {
     let scale = b.iter().map(|v| v.abs()).fold(0.0, f32::max);
     assert!(
         moved > 0.0 && moved < 0.1 * scale,
-        "stem moved by {moved} (weights up to {scale})"
+        "{variant:?}: stem moved by {moved} (weights up to {scale})"
     );
 }
