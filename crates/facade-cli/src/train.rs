@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use facade_detect::lite::{Regularisation, Variant};
+use facade_detect::lite::{InputFilter, Regularisation, Variant};
 use facade_detect::training::{add_coarse_branch, add_mirror_cascade, train, TrainConfig, Trained};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -16,6 +16,13 @@ enum Backbone {
     Lite1,
     Lite2,
     Small,
+}
+
+/// What a Lite is shown of each crop ([`InputFilter`]).
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Filter {
+    Plain,
+    Residual,
 }
 
 impl Backbone {
@@ -59,6 +66,11 @@ pub struct TrainArgs {
           value_parser = clap::value_parser!(u16).range(
               facade_detect::lite::MIN_INPUT_SIDE as i64..=facade_detect::lite::MAX_INPUT_SIDE as i64))]
     input_side: u16,
+    /// Lite only: show the network the crop itself (plain), or only its high frequencies, the
+    /// crop less its 5×5 blur (residual), so that colour, lighting and framing cannot carry
+    /// the label.
+    #[arg(long, value_enum, default_value_t = Filter::Plain)]
+    input_filter: Filter,
     /// Side of the aligned face crop, in pixels [default: 128 for a Lite; the small network reads
     /// 64 only]. Larger crops keep the finer detail of large pictures.
     #[arg(long, value_name = "N",
@@ -236,6 +248,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         config.lite_variant = variant;
         config.lite_input_side = Some(usize::from(args.input_side));
     }
+    // Refused with the small network by `train`, before any image is read.
+    config.lite_input_filter = match args.input_filter {
+        Filter::Plain => InputFilter::Plain,
+        Filter::Residual => InputFilter::Residual,
+    };
     config.crop_side = match (args.crop_side, args.backbone) {
         (Some(side), _) => usize::from(side),
         (None, Backbone::Small) => facade_detect::align::CROP_SIDE,

@@ -20,7 +20,7 @@ use candle_core::{CpuStorage, CustomOp1, Device, Layout, Module, Result, Shape, 
 use candle_nn::{conv2d, linear, Conv2d, Conv2dConfig, Linear, VarBuilder};
 
 use crate::align::{CROP_SIDE, CROP_SIDES};
-use crate::lite::Variant;
+use crate::lite::{InputFilter, Variant};
 
 /// Channels of the input and the four convolutions at width 1.
 pub const CHANNELS: [usize; 5] = [3, 16, 32, 64, 64];
@@ -106,8 +106,14 @@ impl FaceClassifier {
 /// EfficientNet-Lite ([`crate::lite`], fine-tuned from ImageNet weights).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Architecture {
-    Small { width: usize },
-    Lite { variant: Variant, input_side: usize },
+    Small {
+        width: usize,
+    },
+    Lite {
+        variant: Variant,
+        input_side: usize,
+        filter: InputFilter,
+    },
 }
 
 impl Architecture {
@@ -119,6 +125,7 @@ impl Architecture {
             Architecture::Lite {
                 variant,
                 input_side,
+                ..
             } => (variant.name(), input_side),
         }
     }
@@ -159,7 +166,10 @@ impl Network {
             Architecture::Lite {
                 variant,
                 input_side,
-            } => Network::Lite(crate::lite::Lite::new(vb, variant, input_side)?),
+                filter,
+            } => Network::Lite(
+                crate::lite::Lite::new(vb, variant, input_side)?.with_input_filter(filter),
+            ),
         })
     }
 

@@ -458,6 +458,7 @@ fn classifier_architecture(record: &serde_json::Value) -> Result<Architecture, M
             ))),
         };
     };
+    let filter = recorded_input_filter(record)?;
     ["lite_input_side", "lite0_input_side"]
         .iter()
         .find_map(|key| record.get(*key).and_then(|v| v.as_u64()))
@@ -466,6 +467,7 @@ fn classifier_architecture(record: &serde_json::Value) -> Result<Architecture, M
         .map(|input_side| Architecture::Lite {
             variant,
             input_side,
+            filter,
         })
         .ok_or_else(|| {
             ModelError::Inconsistent(format!(
@@ -474,6 +476,23 @@ fn classifier_architecture(record: &serde_json::Value) -> Result<Architecture, M
                 lite::MAX_INPUT_SIDE
             ))
         })
+}
+
+/// What a Lite is shown of its crops (`lite_input_filter`); models from before stop 38 see the
+/// crop itself and do not record it. A filter this build does not know is refused: the model
+/// would load and judge crops it was never shown.
+fn recorded_input_filter(record: &serde_json::Value) -> Result<lite::InputFilter, ModelError> {
+    match record.get("lite_input_filter") {
+        None | Some(serde_json::Value::Null) => Ok(lite::InputFilter::Plain),
+        Some(recorded) => recorded
+            .as_str()
+            .and_then(lite::InputFilter::named)
+            .ok_or_else(|| {
+                ModelError::Inconsistent(format!(
+                    "unknown lite_input_filter {recorded} (this build knows \"plain\" and \"residual\")"
+                ))
+            }),
+    }
 }
 
 /// The side of the crops the classifier was trained on. A model read at another side would
@@ -679,6 +698,7 @@ mod tests {
         let lite = |variant, input_side| Architecture::Lite {
             variant,
             input_side,
+            filter: lite::InputFilter::Plain,
         };
         let got = read(serde_json::json!({"classifier_backbone": "lite1", "lite_input_side": 64}));
         assert_eq!(got.expect("lite1"), lite(lite::Variant::Lite1, 64));
@@ -689,6 +709,25 @@ mod tests {
         assert_eq!(got.expect("lite2"), lite(lite::Variant::Lite2, 96));
         let got = read(serde_json::json!({}));
         assert_eq!(got.expect("small"), Architecture::Small { width: 1 });
+        let got = read(
+            serde_json::json!({"classifier_backbone": "lite0", "lite_input_side": 64,
+                                          "lite_input_filter": "residual"}),
+        );
+        let residual = Architecture::Lite {
+            variant: lite::Variant::Lite0,
+            input_side: 64,
+            filter: lite::InputFilter::Residual,
+        };
+        assert_eq!(got.expect("residual"), residual);
+        let got = read(
+            serde_json::json!({"classifier_backbone": "lite0", "lite_input_side": 64,
+                                          "lite_input_filter": null}),
+        );
+        assert_eq!(got.expect("plain"), lite(lite::Variant::Lite0, 64));
+        let refused = read(serde_json::json!({"classifier_backbone": "lite0",
+                                              "lite_input_side": 64, "lite_input_filter": "fft"}))
+        .expect_err("unknown filter");
+        assert!(refused.to_string().contains("fft"), "{refused}");
         let refused =
             read(serde_json::json!({"classifier_backbone": "lite3", "lite_input_side": 64}))
                 .expect_err("unknown");

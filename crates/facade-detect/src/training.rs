@@ -41,8 +41,8 @@ use crate::embedding::{frame_thumbnail, FrameEmbedding};
 use crate::fusion::{threshold_for_fpr, Fusion, Raw};
 use crate::geometry::{normalized_landmarks, GeometryModel};
 use crate::lite::{
-    default_pretrained_path, how_to_get_pretrained, load_pretrained, Regularisation, Variant,
-    MAX_DROP_RATE, MEAN_BYTES,
+    default_pretrained_path, how_to_get_pretrained, load_pretrained, InputFilter, Regularisation,
+    Variant, MAX_DROP_RATE, MEAN_BYTES,
 };
 use crate::metrics::roc_auc;
 use crate::model::{Detectors, ModelError, Parameters, COARSE_PREFIX, WEIGHTS_FILE};
@@ -107,6 +107,8 @@ pub struct TrainConfig {
     pub lite_input_side: Option<usize>,
     /// Which EfficientNet-Lite (Lite0 by default).
     pub lite_variant: Variant,
+    /// What the Lite is shown of each crop (the crop itself by default).
+    pub lite_input_filter: InputFilter,
     /// Side of the aligned face crops (the small network reads [`crate::align::CROP_SIDE`]
     /// only; a Lite any side in [`crate::align::CROP_SIDES`], resized to its input side).
     pub crop_side: usize,
@@ -141,6 +143,7 @@ impl TrainConfig {
             Some(input_side) => Architecture::Lite {
                 variant: self.lite_variant,
                 input_side,
+                filter: self.lite_input_filter,
             },
             None => Architecture::Small {
                 width: self.classifier_width,
@@ -172,6 +175,7 @@ impl TrainConfig {
             classifier_width: DEFAULT_CLASSIFIER_WIDTH,
             lite_input_side: Some(DEFAULT_LITE_INPUT_SIDE),
             lite_variant: Variant::Lite0,
+            lite_input_filter: InputFilter::Plain,
             crop_side: DEFAULT_CROP_SIDE,
             crop_zoom: crate::align::ZOOM,
             pretrained: None,
@@ -379,6 +383,7 @@ pub fn train(config: &TrainConfig, log: &(dyn Fn(&str) + Sync)) -> Result<Traine
             "classifier_backbone": config.architecture().describe().0,
             "classifier_width": config.classifier_width,
             "lite_input_side": config.lite_input_side,
+            "lite_input_filter": config.lite_input_side.map(|_| config.lite_input_filter.name()),
             "pretrained": config.lite_input_side.map(|_| pretrained_record(&config.pretrained_path())),
             "classifier_seeds": seeds,
             "classifier_calibration_auc_per_member": member_aucs,
@@ -795,6 +800,13 @@ fn check_config(config: &TrainConfig) -> Result<(), TrainError> {
     {
         return Err(TrainError::Config(
             "drop-path and dropout regularise a Lite only, not the small network".into(),
+        ));
+    }
+    if config.lite_input_filter != InputFilter::Plain
+        && !matches!(architecture, Architecture::Lite { .. })
+    {
+        return Err(TrainError::Config(
+            "an input filter is for a Lite only, not the small network".into(),
         ));
     }
     if architecture.reads_crop_side(config.crop_side) {
@@ -1504,6 +1516,10 @@ mod tests {
         assert!(refused.to_string().contains("a Lite only"), "{refused}");
         config.regularisation = Regularisation::default();
         assert!(check_config(&config).is_ok());
+        config.lite_input_filter = InputFilter::Residual;
+        let refused = check_config(&config).expect_err("filter for the small network");
+        assert!(refused.to_string().contains("input filter"), "{refused}");
+        config.lite_input_filter = InputFilter::Plain;
         config.erase = 1.5;
         let refused = check_config(&config).expect_err("erase chance");
         assert!(
