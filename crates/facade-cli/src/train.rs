@@ -18,13 +18,6 @@ enum Backbone {
     Small,
 }
 
-/// What a Lite is shown of each crop ([`InputFilter`]).
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Filter {
-    Plain,
-    Residual,
-}
-
 impl Backbone {
     /// The EfficientNet-Lite this names, if it names one.
     fn lite(self) -> Option<Variant> {
@@ -69,8 +62,8 @@ pub struct TrainArgs {
     /// Lite only: show the network the crop itself (plain), or only its high frequencies, the
     /// crop less its 5×5 blur (residual), so that colour, lighting and framing cannot carry
     /// the label.
-    #[arg(long, value_enum, default_value_t = Filter::Plain)]
-    input_filter: Filter,
+    #[arg(long, value_name = "plain|residual", default_value = "plain")]
+    input_filter: InputFilter,
     /// Side of the aligned face crop, in pixels [default: 128 for a Lite; the small network reads
     /// 64 only]. Larger crops keep the finer detail of large pictures.
     #[arg(long, value_name = "N",
@@ -249,10 +242,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<ExitCode> {
         config.lite_input_side = Some(usize::from(args.input_side));
     }
     // Refused with the small network by `train`, before any image is read.
-    config.lite_input_filter = match args.input_filter {
-        Filter::Plain => InputFilter::Plain,
-        Filter::Residual => InputFilter::Residual,
-    };
+    config.lite_input_filter = args.input_filter;
     config.crop_side = match (args.crop_side, args.backbone) {
         (Some(side), _) => usize::from(side),
         (None, Backbone::Small) => facade_detect::align::CROP_SIDE,

@@ -107,6 +107,20 @@ impl InputFilter {
     }
 }
 
+impl std::str::FromStr for InputFilter {
+    type Err = String;
+
+    fn from_str(name: &str) -> std::result::Result<InputFilter, String> {
+        InputFilter::named(name).ok_or_else(|| {
+            let known: Vec<&str> = InputFilter::ALL.iter().map(|f| f.name()).collect();
+            format!(
+                "unknown input filter {name:?} (known: {})",
+                known.join(", ")
+            )
+        })
+    }
+}
+
 /// The residual's gain, so that its spread on face crops is about that of a normalised plane
 /// (the ImageNet weights expect inputs of about unit spread).
 const RESIDUAL_GAIN: f32 = 4.0;
