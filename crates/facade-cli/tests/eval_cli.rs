@@ -63,11 +63,12 @@ const GUARD_PER_SOURCE: &str = "100";
 
 /// Held-out figures through the real binary, as regression guards. They sit at what the
 /// committed model measures on this sample (README, "Measured") minus a margin, not at the
-/// issue's targets: on this sample (1,091 images) the committed model (stop 27, EfficientNet-Lite0
-/// fine-tuned on 128 px crops) measures pooled AUC 0.974 / 0.970 (original / 200 px), TPR at
-/// FPR 1% 68% / 62%, StyleGAN sources AUC 0.968–0.989, Stable Diffusion AUC 0.938 / 0.922,
-/// and flags 0% of each real source but FFHQ (its forms 3%) at the pooled 1% threshold.
-/// (Stop 26's 96 px model: 0.967 / 0.965, 65% / 67%, 0.962–0.987, 0.916 / 0.907; stop 25's
+/// issue's targets: on this sample (1,091 images) the committed model (stop 39: stop 27's
+/// EfficientNet-Lite0 on 128 px crops with a residual 64 px Lite0 as its coarse branch) measures
+/// pooled AUC 0.976 / 0.969 (original / 200 px), TPR at FPR 1% 76% / 62%, StyleGAN sources AUC
+/// 0.971–0.988, Stable Diffusion AUC 0.946 / 0.920, and flags 0% of each real source but FFHQ
+/// (its forms 3%) at the pooled 1% threshold. (Stop 27's model without the branch: 0.974 /
+/// 0.970, 68% / 62%, 0.968–0.989, 0.938 / 0.922; stop 26's 96 px model: 0.967 / 0.965, 65% / 67%, 0.962–0.987, 0.916 / 0.907; stop 25's
 /// 64 px model: 0.965 / 0.962, 54% / 42%, 0.966–0.982, 0.914 / 0.905; the stop-15 small
 /// network: 0.920 / 0.918, 34% / 33%, 0.931–0.965, 0.784 / 0.770.)
 #[test]

@@ -91,12 +91,13 @@ fn scans_the_bundled_examples() {
     // Eyes level and left of right, nose below the eyes, mouth below the nose.
     assert!(lm(0, 0) < lm(1, 0) && (lm(0, 1) - lm(1, 1)).abs() < 10.0);
     assert!(lm(2, 1) > lm(0, 1) && lm(3, 1) > lm(2, 1));
-    // The NASA portrait is a photograph: scored, judged real, with every detector's evidence.
+    // The NASA portrait is a photograph: scored, judged real, with every detector's evidence
+    // (the built-in model's coarse branch included).
     assert_eq!(astronaut["verdict"], "real");
     let score = astronaut["score"].as_f64().unwrap();
     assert!((0.0..0.5).contains(&score), "{score}");
     assert_eq!(face["score"], astronaut["score"]);
-    for detector in ["geometry", "embedding", "classifier"] {
+    for detector in ["geometry", "embedding", "classifier", "coarse"] {
         assert!(face["evidence"][detector]["contribution"].is_number());
     }
     let hubble = find(&recs, "hubble_deep_field.jpg");
