@@ -23,8 +23,8 @@
 //! deterministically; [`dataset`] holds the manifest, the content-hash split and the
 //! degradations (resizing, JPEG re-encoding) shared by training and evaluation, and
 //! [`metrics`] the ROC figures; [`vectors`] runs the networks' hand-written loops on the CPU's
-//! widest vector unit. [`judge::Judge`] runs the whole look at one image (decode,
-//! faces, scores, verdict) and [`record::Record`] is what it says, as every front end writes it.
+//! widest vector unit, and [`narrow`] their products with few columns when scoring.
+//! [`judge::Judge`] runs the whole look at one image (decode, faces, scores, verdict) and [`record::Record`] is what it says, as every front end writes it.
 
 pub mod align;
 pub mod cascade;
@@ -38,6 +38,7 @@ pub mod judge;
 pub mod lite;
 pub mod metrics;
 pub mod model;
+pub mod narrow;
 pub mod record;
 pub mod training;
 pub mod vectors;

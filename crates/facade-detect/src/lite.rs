@@ -27,6 +27,7 @@ use candle_core::{
 };
 use std::path::{Path, PathBuf};
 
+use crate::narrow;
 use crate::vectors::{widest, Wide};
 use candle_nn::{linear, Linear, VarBuilder, VarMap};
 use rayon::prelude::*;
@@ -193,27 +194,38 @@ const STD: [f32; 3] = [0.229 * 255.0, 0.224 * 255.0, 0.225 * 255.0];
 #[derive(Debug, Clone)]
 struct Pointwise {
     weight: Tensor,
+    /// For scoring: the weights as [`narrow`] reads them, for the layers' narrow maps.
+    tiled: Option<narrow::Tiled>,
     bias: Tensor,
 }
 
 impl Pointwise {
     fn new(vb: VarBuilder, c_in: usize, c_out: usize) -> Result<Pointwise> {
+        let weight = vb.get((c_out, c_in), "weight")?;
         Ok(Pointwise {
-            weight: vb.get((c_out, c_in), "weight")?,
+            tiled: narrow::Tiled::of(&weight)?,
+            weight,
             bias: vb.get(c_out, "bias")?,
         })
     }
 
+    /// `weight · maps`, `(C_in, M)` → `(C_out, M)`.
+    fn product(&self, maps: &Tensor) -> Result<Tensor> {
+        match &self.tiled {
+            Some(tiled) => tiled.product(maps),
+            None => self.weight.matmul(maps),
+        }
+    }
+
     /// `(C_in, M)` → `(C_out, M)`, through ReLU6 (bias and clamp in one pass).
     fn forward_relu6(&self, maps: &Tensor) -> Result<Tensor> {
-        self.weight.matmul(maps)?.apply_op2(&self.bias, BiasRelu6)
+        self.product(maps)?.apply_op2(&self.bias, BiasRelu6)
     }
 
     /// `(C_in, M)` → `(C_out, M)`.
     fn forward(&self, maps: &Tensor) -> Result<Tensor> {
         let c_out = self.bias.dim(0)?;
-        self.weight
-            .matmul(maps)?
+        self.product(maps)?
             .broadcast_add(&self.bias.reshape((c_out, 1))?)
     }
 }
