@@ -68,9 +68,10 @@ const GUARD_PER_SOURCE: &str = "100";
 /// pooled AUC 0.976 / 0.969 (original / 200 px), TPR at FPR 1% 76% / 62%, StyleGAN sources AUC
 /// 0.971–0.988, Stable Diffusion AUC 0.946 / 0.920, and flags 0% of each real source but FFHQ
 /// (its forms 3%) at the pooled 1% threshold. (Stop 27's model without the branch: 0.974 /
-/// 0.970, 68% / 62%, 0.968–0.989, 0.938 / 0.922; stop 26's 96 px model: 0.967 / 0.965, 65% / 67%, 0.962–0.987, 0.916 / 0.907; stop 25's
-/// 64 px model: 0.965 / 0.962, 54% / 42%, 0.966–0.982, 0.914 / 0.905; the stop-15 small
-/// network: 0.920 / 0.918, 34% / 33%, 0.931–0.965, 0.784 / 0.770.)
+/// 0.970, 68% / 62%, 0.968–0.989, 0.938 / 0.922; stop 26's 96 px model: 0.967 / 0.965,
+/// 65% / 67%, 0.962–0.987, 0.916 / 0.907; stop 25's 64 px model: 0.965 / 0.962, 54% / 42%,
+/// 0.966–0.982, 0.914 / 0.905; the stop-15 small network: 0.920 / 0.918, 34% / 33%,
+/// 0.931–0.965, 0.784 / 0.770.)
 #[test]
 fn held_out_figures_do_not_regress() {
     let Some(_faces) =

@@ -24,7 +24,8 @@
 //! degradations (resizing, JPEG re-encoding) shared by training and evaluation, and
 //! [`metrics`] the ROC figures; [`vectors`] runs the networks' hand-written loops on the CPU's
 //! widest vector unit, and [`narrow`] their products with few columns when scoring.
-//! [`judge::Judge`] runs the whole look at one image (decode, faces, scores, verdict) and [`record::Record`] is what it says, as every front end writes it.
+//! [`judge::Judge`] runs the whole look at one image (decode, faces, scores, verdict) and
+//! [`record::Record`] is what it says, as every front end writes it.
 
 pub mod align;
 pub mod cascade;
