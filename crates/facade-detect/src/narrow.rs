@@ -22,6 +22,8 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::lite::contiguous_f32;
+
 /// The most columns [`Tiled::product`] takes over from candle's matrix product.
 pub const MAX_COLUMNS: usize = 32;
 
@@ -108,7 +110,7 @@ impl CustomOp2 for NarrowProduct {
             );
         }
         let tiles = halves(s1, l1)?;
-        let maps = contiguous(s2, l2)?;
+        let maps = contiguous_f32(s2, l2, "narrow-product")?;
         let mut out = vec![0f32; rows * columns];
         if columns > 0 {
             out.par_chunks_mut(ROWS_PER_TASK * columns)
@@ -139,16 +141,6 @@ fn halves<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [u16]> {
     let values = &values[start..end];
     // SAFETY: `half::f16` is a `u16` (`repr(transparent)`), so the slice is one of as many u16.
     Ok(unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u16>(), values.len()) })
-}
-
-fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("narrow-product of a non-contiguous tensor");
-    };
-    let CpuStorage::F32(values) = storage else {
-        candle_core::bail!("narrow-product of a non-f32 tensor");
-    };
-    Ok(&values[start..end])
 }
 
 /// Output channels `first_row..first_row + out.len() / columns` of one product.
