@@ -38,6 +38,8 @@ pub const COARSE_PREFIX: &str = "coarse";
 const EMBEDDED_WEIGHTS: &[u8] = include_bytes!("../model/detectors.safetensors");
 const EMBEDDED_PARAMETERS: &str = include_str!("../model/detectors.json");
 const EMBEDDED_TRAINING_SET: &str = include_str!("../model/training-set.sha256");
+/// The embedded model's [`fingerprint`] of its weights and parameters, computed by `build.rs`.
+const EMBEDDED_FINGERPRINT: &str = include_str!(concat!(env!("OUT_DIR"), "/embedded-fingerprint"));
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -153,13 +155,24 @@ pub struct FaceScore {
     pub mirror_read: bool,
 }
 
+/// A model's fingerprint: the first 8 bytes of the SHA-256 of its weights and parameters, in hex.
+fn fingerprint(weights: &[u8], parameters: &str) -> String {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(weights);
+    hasher.update(parameters.as_bytes());
+    let digest = hasher.finalize();
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl Detectors {
     /// The model committed with the source, embedded in the binary.
     pub fn embedded() -> Result<Detectors, ModelError> {
         Detectors::from_parts(
-            EMBEDDED_WEIGHTS.to_vec(),
+            EMBEDDED_WEIGHTS,
             EMBEDDED_PARAMETERS,
             EMBEDDED_TRAINING_SET,
+            EMBEDDED_FINGERPRINT.to_owned(),
         )
     }
 
@@ -174,24 +187,19 @@ impl Detectors {
         };
         let parameters = String::from_utf8_lossy(&read(PARAMETERS_FILE)?).into_owned();
         let training_set = String::from_utf8_lossy(&read(TRAINING_SET_FILE)?).into_owned();
-        Detectors::from_parts(read(WEIGHTS_FILE)?, &parameters, &training_set)
+        let weights = read(WEIGHTS_FILE)?;
+        let fingerprint = fingerprint(&weights, &parameters);
+        Detectors::from_parts(&weights, &parameters, &training_set, fingerprint)
     }
 
     fn from_parts(
-        weights: Vec<u8>,
+        weights: &[u8],
         parameters: &str,
         training_set: &str,
+        fingerprint: String,
     ) -> Result<Detectors, ModelError> {
-        let fingerprint = {
-            use sha2::Digest;
-            let mut hasher = sha2::Sha256::new();
-            hasher.update(&weights);
-            hasher.update(parameters.as_bytes());
-            let digest = hasher.finalize();
-            digest[..8].iter().map(|b| format!("{b:02x}")).collect()
-        };
         let parameters: Parameters = serde_json::from_str(parameters)?;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)?;
+        let vb = VarBuilder::from_slice_safetensors(weights, DType::F32, &Device::Cpu)?;
         let main = Branch::load(&vb, &parameters.training)?;
         let coarse = match parameters.training.get(COARSE_PREFIX) {
             Some(record) => Some(Branch::load(&vb.pp(COARSE_PREFIX), record)?),
@@ -657,6 +665,17 @@ mod tests {
         assert!(!model.skips_its_cascade());
         let every = model.reading_every_view().protect_operating_point(0.05);
         assert!(every.mirror_band.is_none() && every.skips_its_cascade());
+    }
+
+    /// The embedded model's fingerprint, computed at build time, is the one `Detectors::load`
+    /// computes for the same files at run time.
+    #[test]
+    fn the_embedded_fingerprint_is_the_files_own() {
+        assert_eq!(
+            EMBEDDED_FINGERPRINT,
+            fingerprint(EMBEDDED_WEIGHTS, EMBEDDED_PARAMETERS)
+        );
+        assert_eq!(EMBEDDED_FINGERPRINT.len(), 16);
     }
 
     /// Scoring's narrow half-precision products ([`crate::narrow`]) give the logits candle's
