@@ -33,6 +33,7 @@ pub mod classifier;
 pub mod dataset;
 pub mod embedding;
 pub mod evaluation;
+mod fingerprint;
 pub mod fusion;
 pub mod geometry;
 pub mod judge;

@@ -212,7 +212,7 @@ impl Pointwise {
     /// `weight · maps`, `(C_in, M)` → `(C_out, M)`.
     fn product(&self, maps: &Tensor) -> Result<Tensor> {
         match &self.tiled {
-            Some(tiled) => tiled.product(maps),
+            Some(tiled) => tiled.product(&self.weight, maps),
             None => self.weight.matmul(maps),
         }
     }

@@ -24,6 +24,7 @@ use crate::align::{aligned_crop, CropFrame, Jitter, ZOOM, ZOOMS};
 use crate::cascade::{MirrorBand, MirrorCascade, PROTECTED_FPRS};
 use crate::classifier::{Architecture, ClassifierEnsemble, ViewSums, MAX_MEMBERS, MAX_WIDTH};
 use crate::embedding::{frame_thumbnail, FrameEmbedding, COMPONENTS, FRAME_SIDE};
+use crate::fingerprint::fingerprint;
 use crate::fusion::{threshold_for_fpr, Contribution, Fusion, Raw};
 use crate::geometry::{normalized_landmarks, GeometryModel};
 use crate::lite;
@@ -155,16 +156,6 @@ pub struct FaceScore {
     pub mirror_read: bool,
 }
 
-/// A model's fingerprint: the first 8 bytes of the SHA-256 of its weights and parameters, in hex.
-fn fingerprint(weights: &[u8], parameters: &str) -> String {
-    use sha2::Digest;
-    let mut hasher = sha2::Sha256::new();
-    hasher.update(weights);
-    hasher.update(parameters.as_bytes());
-    let digest = hasher.finalize();
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl Detectors {
     /// The model committed with the source, embedded in the binary.
     pub fn embedded() -> Result<Detectors, ModelError> {
@@ -188,7 +179,7 @@ impl Detectors {
         let parameters = String::from_utf8_lossy(&read(PARAMETERS_FILE)?).into_owned();
         let training_set = String::from_utf8_lossy(&read(TRAINING_SET_FILE)?).into_owned();
         let weights = read(WEIGHTS_FILE)?;
-        let fingerprint = fingerprint(&weights, &parameters);
+        let fingerprint = fingerprint(&weights, parameters.as_bytes());
         Detectors::from_parts(&weights, &parameters, &training_set, fingerprint)
     }
 
@@ -673,7 +664,7 @@ mod tests {
     fn the_embedded_fingerprint_is_the_files_own() {
         assert_eq!(
             EMBEDDED_FINGERPRINT,
-            fingerprint(EMBEDDED_WEIGHTS, EMBEDDED_PARAMETERS)
+            fingerprint(EMBEDDED_WEIGHTS, EMBEDDED_PARAMETERS.as_bytes())
         );
         assert_eq!(EMBEDDED_FINGERPRINT.len(), 16);
     }

@@ -35,9 +35,10 @@ const ROWS_PER_TASK: usize = 2 * TILE_ROWS;
 /// contiguous, so that a tile reads them as one stream (the last band padded with zeros).
 #[derive(Debug, Clone)]
 pub struct Tiled {
-    weight: Tensor,
     /// `(tiles, in, TILE_ROWS)`, f16.
     tiles: Tensor,
+    /// Output channels (the last tile's padding aside).
+    rows: usize,
 }
 
 impl Tiled {
@@ -53,21 +54,19 @@ impl Tiled {
             (rows.div_ceil(TILE_ROWS), depth, TILE_ROWS),
             weight.device(),
         )?;
-        Ok(Some(Tiled {
-            weight: weight.clone(),
-            tiles,
-        }))
+        Ok(Some(Tiled { tiles, rows }))
     }
 
-    /// `weight · maps` for maps `(in, columns)`: the narrow kernel for at most
-    /// [`MAX_COLUMNS`] columns of maps that track no gradient, candle's product otherwise.
-    pub fn product(&self, maps: &Tensor) -> Result<Tensor> {
+    /// `weight · maps` for maps `(in, columns)`, `weight` being the matrix these tiles were
+    /// made of: the narrow kernel for at most [`MAX_COLUMNS`] columns of maps that track no
+    /// gradient, candle's product otherwise.
+    pub fn product(&self, weight: &Tensor, maps: &Tensor) -> Result<Tensor> {
         let (_, columns) = maps.dims2()?;
         if columns > MAX_COLUMNS || maps.track_op() {
-            return self.weight.matmul(maps);
+            return weight.matmul(maps);
         }
-        let rows = self.weight.dim(0)?;
-        self.tiles.apply_op2_no_bwd(maps, &NarrowProduct { rows })
+        self.tiles
+            .apply_op2_no_bwd(maps, &NarrowProduct { rows: self.rows })
     }
 }
 
@@ -322,7 +321,7 @@ mod tests {
                 eprintln!("no AVX-512 here: the product stays candle's");
                 return;
             };
-            let narrow = tiled.product(&maps).expect("narrow");
+            let narrow = tiled.product(&weight, &maps).expect("narrow");
             let halved = weight
                 .to_dtype(DType::F16)
                 .unwrap()
@@ -375,12 +374,12 @@ mod tests {
             let values: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
             values.into_iter().map(f32::to_bits).collect()
         };
-        let once = bits(tiled.product(&maps).expect("once"));
-        let twice = bits(tiled.product(&maps).expect("twice"));
+        let once = bits(tiled.product(&weight, &maps).expect("once"));
+        let twice = bits(tiled.product(&weight, &maps).expect("twice"));
         assert_eq!(once, twice);
         let wide = filled(192, MAX_COLUMNS + 1, 5);
         let candle = weight.matmul(&wide).expect("gemm");
-        let product = tiled.product(&wide).expect("wide");
+        let product = tiled.product(&weight, &wide).expect("wide");
         assert_eq!(
             largest_difference(&product, &candle),
             0.0,
