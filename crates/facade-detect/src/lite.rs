@@ -209,23 +209,23 @@ impl Pointwise {
         })
     }
 
-    /// `weight · maps`, `(C_in, M)` → `(C_out, M)`.
-    fn product(&self, maps: &Tensor) -> Result<Tensor> {
+    /// `weight · maps`, `(C_in, M)` → `(C_out, M)`, the maps of `crops` crops.
+    fn product(&self, maps: &Tensor, crops: usize) -> Result<Tensor> {
         match &self.tiled {
-            Some(tiled) => tiled.product(&self.weight, maps),
+            Some(tiled) => tiled.product(&self.weight, maps, crops),
             None => self.weight.matmul(maps),
         }
     }
 
     /// `(C_in, M)` → `(C_out, M)`, through ReLU6 (bias and clamp in one pass).
-    fn forward_relu6(&self, maps: &Tensor) -> Result<Tensor> {
-        self.product(maps)?.apply_op2(&self.bias, BiasRelu6)
+    fn forward_relu6(&self, maps: &Tensor, crops: usize) -> Result<Tensor> {
+        self.product(maps, crops)?.apply_op2(&self.bias, BiasRelu6)
     }
 
     /// `(C_in, M)` → `(C_out, M)`.
-    fn forward(&self, maps: &Tensor) -> Result<Tensor> {
+    fn forward(&self, maps: &Tensor, crops: usize) -> Result<Tensor> {
         let c_out = self.bias.dim(0)?;
-        self.product(maps)?
+        self.product(maps, crops)?
             .broadcast_add(&self.bias.reshape((c_out, 1))?)
     }
 }
@@ -282,7 +282,7 @@ impl Block {
         let flat = x.reshape((c_in, n * h * w))?;
         let expanded = match &self.expand {
             Some(expand) => {
-                let z = expand.forward_relu6(&flat)?;
+                let z = expand.forward_relu6(&flat, n)?;
                 let c = z.dim(0)?;
                 z.reshape((c, n, h, w))?
             }
@@ -299,7 +299,7 @@ impl Block {
         let (c_mid, _, oh, ow) = spread.dims4()?;
         let projected = self
             .project
-            .forward(&spread.reshape((c_mid, n * oh * ow))?)?;
+            .forward(&spread.reshape((c_mid, n * oh * ow))?, n)?;
         let c_out = projected.dim(0)?;
         let out = projected.reshape((c_out, n, oh, ow))?;
         match (self.residual, keep) {
@@ -408,7 +408,7 @@ impl Lite {
             maps = block.forward(&maps, keep.get(i).and_then(Option::as_ref))?;
         }
         let (c, _, h, w) = maps.dims4()?;
-        let head = self.head.forward_relu6(&maps.reshape((c, n * h * w))?)?;
+        let head = self.head.forward_relu6(&maps.reshape((c, n * h * w))?, n)?;
         head.reshape((HEAD, n, h * w))?.mean(D::Minus1)?.t()
     }
 

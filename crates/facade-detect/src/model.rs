@@ -588,6 +588,28 @@ mod tests {
         }
     }
 
+    /// An image of more faces than one forward pass reads is scored in passes of a few crops,
+    /// and each face gets the score it gets alone: the same face seven times over (two passes
+    /// of four and three) scores as the face does by itself, to the last digit a record shows.
+    #[test]
+    fn many_faces_are_scored_in_passes_and_each_as_alone() {
+        let (image, faces) = astronaut();
+        let detectors = Detectors::embedded()
+            .expect("built-in model")
+            .reading_every_view();
+        let alone = detectors.score_faces(&image, &faces[..1]).expect("scores")[0].score;
+        let many = vec![faces[0]; 2 * crate::classifier::CROPS_PER_PASS - 1];
+        let scores = detectors.score_faces(&image, &many).expect("scores");
+        assert_eq!(scores.len(), many.len());
+        for score in scores {
+            assert!(
+                (score.score - alone).abs() < 5e-6,
+                "{} against {alone}",
+                score.score
+            );
+        }
+    }
+
     /// A face inside the mirror band gets exactly the score of reading both views everywhere;
     /// a face outside it is scored on its crop alone, which is a different number.
     #[test]

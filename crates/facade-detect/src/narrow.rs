@@ -57,12 +57,14 @@ impl Tiled {
         Ok(Some(Tiled { tiles, rows }))
     }
 
-    /// `weight · maps` for maps `(in, columns)`, `weight` being the matrix these tiles were
-    /// made of: the narrow kernel for at most [`MAX_COLUMNS`] columns of maps that track no
-    /// gradient, candle's product otherwise.
-    pub fn product(&self, weight: &Tensor, maps: &Tensor) -> Result<Tensor> {
+    /// `weight · maps` for maps `(in, columns)` of `crops` crops, `weight` being the matrix
+    /// these tiles were made of: the narrow kernel for maps of at most [`MAX_COLUMNS`] columns
+    /// a crop that track no gradient, candle's product otherwise. The choice is made per crop,
+    /// not per batch, so that a crop's logit is the same scored alone or with others (each of
+    /// the kernel's columns is its own sum).
+    pub fn product(&self, weight: &Tensor, maps: &Tensor, crops: usize) -> Result<Tensor> {
         let (_, columns) = maps.dims2()?;
-        if columns > MAX_COLUMNS || maps.track_op() {
+        if columns > MAX_COLUMNS * crops.max(1) || maps.track_op() {
             return weight.matmul(maps);
         }
         self.tiles
@@ -321,7 +323,7 @@ mod tests {
                 eprintln!("no AVX-512 here: the product stays candle's");
                 return;
             };
-            let narrow = tiled.product(&weight, &maps).expect("narrow");
+            let narrow = tiled.product(&weight, &maps, 1).expect("narrow");
             let halved = weight
                 .to_dtype(DType::F16)
                 .unwrap()
@@ -359,7 +361,7 @@ mod tests {
 
     /// The same product twice gives the same bits (the thread split does not enter the sums);
     /// weights that track a gradient keep candle's product, and so do maps with too many
-    /// columns.
+    /// columns a crop; a crop's columns in a batch get the bits they get alone.
     #[test]
     fn the_narrow_product_is_deterministic_and_leaves_training_alone() {
         let weight = filled(1152, 192, 3);
@@ -374,16 +376,33 @@ mod tests {
             let values: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
             values.into_iter().map(f32::to_bits).collect()
         };
-        let once = bits(tiled.product(&weight, &maps).expect("once"));
-        let twice = bits(tiled.product(&weight, &maps).expect("twice"));
+        let once = bits(tiled.product(&weight, &maps, 1).expect("once"));
+        let twice = bits(tiled.product(&weight, &maps, 1).expect("twice"));
         assert_eq!(once, twice);
         let wide = filled(192, MAX_COLUMNS + 1, 5);
         let candle = weight.matmul(&wide).expect("gemm");
-        let product = tiled.product(&weight, &wide).expect("wide");
+        let product = tiled.product(&weight, &wide, 1).expect("wide");
         assert_eq!(
             largest_difference(&product, &candle),
             0.0,
             "more than {MAX_COLUMNS} columns go to candle"
         );
+        // A batch of crops whose maps are narrow stays narrow, and each crop's columns are
+        // the bits it gets alone.
+        let crops = 3;
+        let batch = filled(192, crops * 16, 6);
+        let together = tiled.product(&weight, &batch, crops).expect("batch");
+        for crop in 0..crops {
+            let alone = batch
+                .narrow(1, crop * 16, 16)
+                .unwrap()
+                .contiguous()
+                .unwrap();
+            assert_eq!(
+                bits(together.narrow(1, crop * 16, 16).unwrap()),
+                bits(tiled.product(&weight, &alone, 1).expect("alone")),
+                "crop {crop}"
+            );
+        }
     }
 }
