@@ -54,25 +54,27 @@ fn overlap_of(a: &Candidate, b: &Candidate, overlap: Overlap) -> f32 {
 /// overlaps by more than [`SEPARATE`] IoU). O-Net sometimes rejects the best box of a face
 /// and accepts a slightly different one, hence more than one look per place.
 pub fn looks_at_places(boxes: Vec<Candidate>, places: usize, looks: usize) -> Vec<Candidate> {
-    let mut taken: Vec<(Candidate, usize)> = Vec::new(); // a place's best box, its looks
-    let mut kept = Vec::new();
+    by_score(places_and_looks(boxes, places, looks).concat())
+}
+
+/// The same boxes as [`looks_at_places`], place by place (the most confident place first),
+/// each place's looks most confident first.
+pub fn places_and_looks(boxes: Vec<Candidate>, places: usize, looks: usize) -> Vec<Vec<Candidate>> {
+    let mut taken: Vec<Vec<Candidate>> = Vec::new();
+    if looks == 0 {
+        return taken;
+    }
     for b in by_score(boxes) {
         let same_place =
-            |(best, _): &(Candidate, usize)| overlap_of(&b, best, Overlap::Union) > SEPARATE;
+            |place: &Vec<Candidate>| overlap_of(&b, &place[0], Overlap::Union) > SEPARATE;
         match taken.iter().position(same_place) {
-            Some(place) if taken[place].1 < looks => {
-                taken[place].1 += 1;
-                kept.push(b);
-            }
+            Some(place) if taken[place].len() < looks => taken[place].push(b),
             Some(_) => {}
-            None if taken.len() < places && looks > 0 => {
-                taken.push((b, 1));
-                kept.push(b);
-            }
+            None if taken.len() < places => taken.push(vec![b]),
             None => {}
         }
     }
-    kept
+    taken
 }
 
 /// Overlap (IoU) above which two boxes are taken to be the same face in [`looks_at_places`].
@@ -189,8 +191,21 @@ mod tests {
             looks_at_places(all.clone(), 3, 1),
             vec![face, other_face, third_place]
         );
-        assert_eq!(looks_at_places(all.clone(), 5, 5), by_score(all));
+        assert_eq!(looks_at_places(all.clone(), 5, 5), by_score(all.clone()));
         assert_eq!(looks_at_places(vec![face, second_look], 0, 3), vec![]);
+        assert_eq!(
+            places_and_looks(all.clone(), 2, 2),
+            vec![vec![face, second_look], vec![other_face]]
+        );
+        assert_eq!(
+            places_and_looks(all.clone(), 5, 5),
+            vec![
+                vec![face, second_look, third_look],
+                vec![other_face],
+                vec![third_place]
+            ]
+        );
+        assert!(places_and_looks(all, 3, 0).is_empty());
     }
 
     #[test]

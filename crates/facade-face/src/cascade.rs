@@ -106,6 +106,16 @@ pub struct DetectorConfig {
     /// uncapped cascade found no face in 14; with 3 places and 1 look, 37; 2 looks, 24;
     /// 4 looks, 15; 5 looks, 14.
     pub looks_per_face: usize,
+    /// O-Net reads a place's looks one at a time, most confident first, and stops at the first
+    /// it accepts (one O-Net pass over every place's first look, then over the next looks of
+    /// the places still without a face, and so on). A place gets a face exactly when it does
+    /// reading all its looks, for about a third of O-Net's work on a profile picture (one look
+    /// and the landmark pass instead of four and the pass); its box is the first accepted
+    /// look's rather than that of the look O-Net was most sure of, which moves landmarks by
+    /// 1.3% of the inter-ocular distance (median; 300 profile pictures). Off (the default):
+    /// every look is read and the boxes are merged by their O-Net confidence, as
+    /// facenet-pytorch does and as the built-in detectors' training crops were found.
+    pub first_accepted_look: bool,
 }
 
 impl Default for DetectorConfig {
@@ -123,6 +133,7 @@ impl Default for DetectorConfig {
             proposals_at_most: PROPOSALS_AT_LEAST,
             max_faces: DEFAULT_MAX_FACES,
             looks_per_face: 4,
+            first_accepted_look: false,
         }
     }
 }
@@ -302,7 +313,7 @@ impl FaceDetector {
         &self,
         working: &Working,
         proposals: Vec<Candidate>,
-    ) -> Result<Vec<Candidate>, DetectError> {
+    ) -> Result<Vec<Vec<Candidate>>, DetectError> {
         let (kept, input) = crops(&working.planes, &working.halves, &proposals, RNET_SIDE)?;
         let Some(input) = input else {
             return Ok(Vec::new());
@@ -323,16 +334,87 @@ impl FaceDetector {
             .iter()
             .map(|b| boxes::square(&boxes::regress(b)))
             .collect();
-        Ok(boxes::looks_at_places(
+        Ok(boxes::places_and_looks(
             refined,
             self.config.max_faces,
             self.config.looks_per_face,
         ))
     }
 
-    /// Stage 3: O-Net on 48×48 crops gives the final boxes, confidences and landmarks.
-    fn output(&self, planes: &Planes, refined: Vec<Candidate>) -> Result<Vec<Face>, DetectError> {
-        let (kept, input) = crops(planes, &[], &refined, ONET_SIDE)?;
+    /// Stage 3: O-Net on 48×48 crops of the places' looks gives the final boxes, confidences
+    /// and landmarks: every look, or each place's looks until one is accepted
+    /// ([`DetectorConfig::first_accepted_look`]).
+    fn output(
+        &self,
+        planes: &Planes,
+        places: Vec<Vec<Candidate>>,
+    ) -> Result<Vec<Face>, DetectError> {
+        let places: Vec<Vec<Candidate>> = places
+            .into_iter()
+            .map(|looks| {
+                let framed = |b: &Candidate| boxes::crop_window(b).is_some();
+                looks.into_iter().filter(framed).collect()
+            })
+            .collect();
+        let accepted = if self.config.first_accepted_look {
+            self.first_accepted_looks(planes, &places)?
+        } else {
+            let every = boxes::looks_at_places(places.concat(), usize::MAX, usize::MAX);
+            self.read_onet(planes, &every)?
+                .into_iter()
+                .flatten()
+                .collect()
+        };
+        // Carry each face's index in `reg[0]` through NMS to find it again.
+        let finals: Vec<Candidate> = accepted
+            .iter()
+            .enumerate()
+            .map(|(i, (regressed, _))| Candidate {
+                reg: [i as f32, 0.0, 0.0, 0.0],
+                ..*regressed
+            })
+            .collect();
+        Ok(boxes::nms(finals, 0.7, Overlap::Min)
+            .iter()
+            .map(|c| accepted[c.reg[0] as usize].1)
+            .collect())
+    }
+
+    /// Each place's first look O-Net accepts, reading the looks in rounds: the first look of
+    /// every place in one pass, then the second look of the places still without a face, ...
+    fn first_accepted_looks(
+        &self,
+        planes: &Planes,
+        places: &[Vec<Candidate>],
+    ) -> Result<Vec<(Candidate, Face)>, DetectError> {
+        let mut accepted = Vec::new();
+        let mut open: Vec<&[Candidate]> = places.iter().map(Vec::as_slice).collect();
+        while !open.is_empty() {
+            let looks: Vec<Candidate> = open
+                .iter()
+                .filter_map(|looks| looks.first().copied())
+                .collect();
+            let read = self.read_onet(planes, &looks)?;
+            let mut still_open = Vec::new();
+            for (looks, verdict) in open.into_iter().filter(|l| !l.is_empty()).zip(read) {
+                match verdict {
+                    Some(face) => accepted.push(face),
+                    None => still_open.push(&looks[1..]),
+                }
+            }
+            open = still_open.into_iter().filter(|l| !l.is_empty()).collect();
+        }
+        Ok(accepted)
+    }
+
+    /// O-Net on `looks` (each with a crop window): per look, its regressed box and face where
+    /// O-Net accepts it.
+    fn read_onet(
+        &self,
+        planes: &Planes,
+        looks: &[Candidate],
+    ) -> Result<Vec<Option<(Candidate, Face)>>, DetectError> {
+        let (kept, input) = crops(planes, &[], looks, ONET_SIDE)?;
         let Some(input) = input else {
             return Ok(Vec::new());
         };
@@ -342,33 +424,26 @@ impl FaceDetector {
             rows(&out.landmarks)?,
             values(&out.probability)?,
         );
-        let mut faces = Vec::new();
-        let mut finals = Vec::new();
-        for (i, b) in kept.iter().enumerate() {
-            if prob[i] <= self.config.thresholds[2] {
-                continue;
-            }
-            // Landmarks are relative to the (unregressed) crop.
-            let landmarks = landmarks_in_box(b, &marks[i]);
-            let regressed = boxes::regress(&Candidate {
-                score: prob[i],
-                reg: [reg[i][0], reg[i][1], reg[i][2], reg[i][3]],
-                ..*b
-            });
-            // Carry the face's index in `reg[0]` through NMS to find its landmarks again.
-            finals.push(Candidate {
-                reg: [faces.len() as f32, 0.0, 0.0, 0.0],
-                ..regressed
-            });
-            faces.push(Face {
-                bbox: [regressed.x1, regressed.y1, regressed.x2, regressed.y2],
-                confidence: prob[i],
-                landmarks,
-            });
-        }
-        Ok(boxes::nms(finals, 0.7, Overlap::Min)
+        Ok(kept
             .iter()
-            .map(|c| faces[c.reg[0] as usize])
+            .enumerate()
+            .map(|(i, b)| {
+                if prob[i] <= self.config.thresholds[2] {
+                    return None;
+                }
+                let regressed = boxes::regress(&Candidate {
+                    score: prob[i],
+                    reg: [reg[i][0], reg[i][1], reg[i][2], reg[i][3]],
+                    ..*b
+                });
+                let face = Face {
+                    bbox: [regressed.x1, regressed.y1, regressed.x2, regressed.y2],
+                    confidence: prob[i],
+                    // Landmarks are relative to the (unregressed) crop.
+                    landmarks: landmarks_in_box(b, &marks[i]),
+                };
+                Some((regressed, face))
+            })
             .collect())
     }
 }

@@ -58,3 +58,40 @@ fn a_group_photo_reports_every_face_up_to_the_limit() {
     let capped = detect(DetectorConfig::default(), &group);
     assert_eq!(capped.len(), DEFAULT_MAX_FACES, "{capped:?}");
 }
+
+/// Stopping at each place's first accepted look (a `--faces-only` scan) finds the same faces,
+/// one per tile, with landmarks within 5% of the inter-ocular distance of reading every look.
+#[test]
+fn the_first_accepted_look_finds_the_same_faces() {
+    let (group, side) = group_photo();
+    let config = DetectorConfig::default().with_max_faces(6);
+    let every = detect(config, &group);
+    let first = detect(
+        DetectorConfig {
+            first_accepted_look: true,
+            ..config
+        },
+        &group,
+    );
+    assert_eq!(first.len(), every.len(), "{first:?}");
+    let tile = |f: &facade_face::Face| {
+        let [x, y] = f.landmarks[2];
+        (x as u32 / side, y as u32 / side)
+    };
+    for face in &first {
+        let twin = every
+            .iter()
+            .find(|e| tile(e) == tile(face))
+            .expect("a face in the same tile");
+        let [left, right] = [twin.landmarks[0], twin.landmarks[1]];
+        let iod = ((left[0] - right[0]).powi(2) + (left[1] - right[1]).powi(2)).sqrt();
+        let moved: f32 = face
+            .landmarks
+            .iter()
+            .zip(&twin.landmarks)
+            .map(|(a, b)| ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt())
+            .sum::<f32>()
+            / 5.0;
+        assert!(moved <= 0.05 * iod, "moved {moved} px, iod {iod}");
+    }
+}

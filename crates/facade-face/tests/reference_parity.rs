@@ -1,7 +1,10 @@
 //! facade's face pipeline against facenet-pytorch's own output on every shared face image
 //! (`../shared/faces/reference-mtcnn.jsonl`), and against itself on faces that fill the frame.
 //!
-//! Both tests need the shared data set beside the project (or `FACADE_SHARED_DIR`); without it
+//! Each test runs twice, with O-Net reading every look (a scan with the detectors) and stopping
+//! at each place's first accepted look (a `--faces-only` scan).
+//!
+//! The tests need the shared data set beside the project (or `FACADE_SHARED_DIR`); without it
 //! they say so and return, except under `CI`, where they fail rather than pass vacuously. They print their figures; run with
 //! `cargo test --release -p facade-face --test reference_parity -- --nocapture` to see them.
 //!
@@ -133,18 +136,34 @@ fn sample_per_source(references: Vec<Reference>, max: usize) -> Vec<Reference> {
         .collect()
 }
 
-fn detector() -> FaceDetector {
-    FaceDetector::new(DetectorConfig::default()).expect("embedded weights")
+/// The face stage as a scan with the detectors runs it (every look read), or as a
+/// `--faces-only` scan does (each place's first accepted look).
+fn detector(first_accepted_look: bool) -> FaceDetector {
+    let config = DetectorConfig {
+        first_accepted_look,
+        ..DetectorConfig::default()
+    };
+    FaceDetector::new(config).expect("embedded weights")
 }
 
 #[test]
 fn finds_the_reference_face_with_its_landmarks() {
-    let Some(dir) =
-        facade_image::fixtures::shared_faces_or_skip("finds_the_reference_face_with_its_landmarks")
-    else {
+    same_face_as_the_reference("finds_the_reference_face_with_its_landmarks", false);
+}
+
+#[test]
+fn finds_the_reference_face_with_its_landmarks_at_the_first_accepted_look() {
+    same_face_as_the_reference(
+        "finds_the_reference_face_with_its_landmarks_at_the_first_accepted_look",
+        true,
+    );
+}
+
+fn same_face_as_the_reference(test: &str, first_accepted_look: bool) {
+    let Some(dir) = facade_image::fixtures::shared_faces_or_skip(test) else {
         return;
     };
-    let detector = detector();
+    let detector = detector(first_accepted_look);
     let eligible: Vec<Reference> = sample_per_source(
         load_references(&dir)
             .into_iter()
@@ -185,7 +204,7 @@ fn finds_the_reference_face_with_its_landmarks() {
         );
     }
     eprintln!(
-        "parity overall: {} of {} images ({:.2}%) same most-confident face, mean landmark error {:.2}% of the inter-ocular distance",
+        "parity overall ({test}): {} of {} images ({:.2}%) same most-confident face, mean landmark error {:.2}% of the inter-ocular distance",
         matched.len(),
         results.len(),
         100.0 * rate,
@@ -225,12 +244,25 @@ fn same_face_on_canvas(face: &Face, canvas_faces: &[Face], dx: f32, dy: f32) -> 
 
 #[test]
 fn faces_filling_the_frame_keep_their_landmarks_on_a_larger_canvas() {
-    let Some(dir) = facade_image::fixtures::shared_faces_or_skip(
+    landmarks_kept_on_a_larger_canvas(
         "faces_filling_the_frame_keep_their_landmarks_on_a_larger_canvas",
-    ) else {
+        false,
+    );
+}
+
+#[test]
+fn faces_filling_the_frame_keep_their_landmarks_on_a_larger_canvas_at_the_first_accepted_look() {
+    landmarks_kept_on_a_larger_canvas(
+        "faces_filling_the_frame_keep_their_landmarks_on_a_larger_canvas_at_the_first_accepted_look",
+        true,
+    );
+}
+
+fn landmarks_kept_on_a_larger_canvas(test: &str, first_accepted_look: bool) {
+    let Some(dir) = facade_image::fixtures::shared_faces_or_skip(test) else {
         return;
     };
-    let detector = detector();
+    let detector = detector(first_accepted_look);
     let eligible: Vec<Reference> = sample_per_source(
         load_references(&dir)
             .into_iter()
@@ -271,7 +303,7 @@ fn faces_filling_the_frame_keep_their_landmarks_on_a_larger_canvas() {
     }
     let (w5, w10) = (within(0.05), within(0.10));
     eprintln!(
-        "canvas overall: {} frame-filling faces; landmarks agree within 5% IOD on {:.2}%, within 10% on {:.2}%",
+        "canvas overall ({test}): {} frame-filling faces; landmarks agree within 5% IOD on {:.2}%, within 10% on {:.2}%",
         errors.len(),
         100.0 * w5,
         100.0 * w10
