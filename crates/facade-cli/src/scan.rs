@@ -38,7 +38,9 @@ pub struct ScanArgs {
     /// Never show a progress bar.
     #[arg(long)]
     no_progress: bool,
-    /// Only find faces and landmarks: skip the AI-face detectors (no score, no verdict).
+    /// Only find faces and landmarks: skip the AI-face detectors (no score, no verdict). O-Net
+    /// then stops at each place's first accepted look, so a box or landmarks may differ slightly
+    /// from a full scan's.
     #[arg(long)]
     faces_only: bool,
     #[command(flatten)]
