@@ -278,8 +278,8 @@ impl ClassifierEnsemble {
 
     /// The members' summed logits on one view of each crop (`mirrored`: its mirror image), for
     /// scanning that reads the mirror only where it could change a decision
-    /// ([`crate::cascade`]). At most [`CROPS_PER_PASS`] crops go through a forward pass, so that a batch of many
-    /// faces holds no more activations than one of a few.
+    /// ([`crate::cascade`]). At most [`CROPS_PER_PASS`] crops go through a forward pass, so
+    /// that a batch of many faces holds no more activations than one of a few.
     pub fn view_sums(&self, crops: &[&[u8]], mirrored: bool) -> Result<ViewSums> {
         let mut sums = Vec::with_capacity(crops.len());
         for chunk in crops.chunks(CROPS_PER_PASS) {
