@@ -49,16 +49,11 @@ fn overlap_of(a: &Candidate, b: &Candidate, overlap: Overlap) -> f32 {
     }
 }
 
-/// The boxes O-Net should look at, most confident first: at most `looks` boxes at each of
-/// at most `places` separate places (a box belongs to the place of the first taken box it
-/// overlaps by more than [`SEPARATE`] IoU). O-Net sometimes rejects the best box of a face
-/// and accepts a slightly different one, hence more than one look per place.
-pub fn looks_at_places(boxes: Vec<Candidate>, places: usize, looks: usize) -> Vec<Candidate> {
-    by_score(places_and_looks(boxes, places, looks).concat())
-}
-
-/// The same boxes as [`looks_at_places`], place by place (the most confident place first),
-/// each place's looks most confident first.
+/// The boxes O-Net should look at, place by place (the most confident place first), each
+/// place's looks most confident first: at most `looks` boxes at each of at most `places`
+/// separate places (a box belongs to the place of the first taken box it overlaps by more
+/// than [`SEPARATE`] IoU). O-Net sometimes rejects the best box of a face and accepts a
+/// slightly different one, hence more than one look per place.
 pub fn places_and_looks(boxes: Vec<Candidate>, places: usize, looks: usize) -> Vec<Vec<Candidate>> {
     let mut taken: Vec<Vec<Candidate>> = Vec::new();
     if looks == 0 {
@@ -77,7 +72,12 @@ pub fn places_and_looks(boxes: Vec<Candidate>, places: usize, looks: usize) -> V
     taken
 }
 
-/// Overlap (IoU) above which two boxes are taken to be the same face in [`looks_at_places`].
+/// Every place's looks in one list, most confident first (O-Net reading every look).
+pub fn every_look(places: Vec<Vec<Candidate>>) -> Vec<Candidate> {
+    by_score(places.concat())
+}
+
+/// Overlap (IoU) above which two boxes are taken to be the same face in [`places_and_looks`].
 pub const SEPARATE: f32 = 0.3;
 
 fn by_score(mut boxes: Vec<Candidate>) -> Vec<Candidate> {
@@ -183,6 +183,8 @@ mod tests {
         let other_face = cand(50., 50., 60., 60., 0.8);
         let third_place = cand(100., 0., 110., 10., 0.7);
         let all = vec![third_look, other_face, face, third_place, second_look];
+        let looks_at_places =
+            |boxes, places, looks| every_look(places_and_looks(boxes, places, looks));
         assert_eq!(
             looks_at_places(all.clone(), 2, 2),
             vec![face, second_look, other_face]

@@ -98,7 +98,7 @@ pub struct DetectorConfig {
     /// are mostly scattered background windows; the face is among the first few.
     pub proposals_at_most: usize,
     /// The most faces one image reports: R-Net boxes reach O-Net from at most this many
-    /// separate places (see [`boxes::looks_at_places`]). O-Net is the most expensive stage
+    /// separate places (see [`boxes::places_and_looks`]). O-Net is the most expensive stage
     /// per box (about 13 M multiply-adds).
     pub max_faces: usize,
     /// R-Net boxes of one place that O-Net sees. O-Net sometimes rejects a face's best box
@@ -359,9 +359,7 @@ impl FaceDetector {
         let accepted = if self.config.first_accepted_look {
             self.first_accepted_looks(planes, &places)?
         } else {
-            let mut every = places.concat();
-            every.sort_by(|a, b| b.score.total_cmp(&a.score));
-            self.read_onet(planes, &every)?
+            self.read_onet(planes, &boxes::every_look(places))?
                 .into_iter()
                 .flatten()
                 .collect()
@@ -389,21 +387,22 @@ impl FaceDetector {
         places: &[Vec<Candidate>],
     ) -> Result<Vec<(Candidate, Face)>, DetectError> {
         let mut accepted = Vec::new();
-        let mut open: Vec<&[Candidate]> = places.iter().map(Vec::as_slice).collect();
+        // Each open place's looks not yet read, its next look first (never empty).
+        let mut open: Vec<(&Candidate, &[Candidate])> = places
+            .iter()
+            .filter_map(|looks| looks.split_first())
+            .collect();
         while !open.is_empty() {
-            let looks: Vec<Candidate> = open
-                .iter()
-                .filter_map(|looks| looks.first().copied())
-                .collect();
-            let read = self.read_onet(planes, &looks)?;
+            let next: Vec<Candidate> = open.iter().map(|(look, _)| **look).collect();
+            let read = self.read_onet(planes, &next)?;
             let mut still_open = Vec::new();
-            for (looks, verdict) in open.into_iter().filter(|l| !l.is_empty()).zip(read) {
+            for ((_, rest), verdict) in open.into_iter().zip(read) {
                 match verdict {
                     Some(face) => accepted.push(face),
-                    None => still_open.push(&looks[1..]),
+                    None => still_open.extend(rest.split_first()),
                 }
             }
-            open = still_open.into_iter().filter(|l| !l.is_empty()).collect();
+            open = still_open;
         }
         Ok(accepted)
     }
